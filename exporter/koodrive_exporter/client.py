@@ -1,0 +1,447 @@
+"""The KooDrive space-usage client: one session, retries, paging and its guards.
+
+Every failure of `requests`, of JSON decoding or of the API's own `code` is
+translated here, once, into the exporter's exceptions; nothing above this
+module sees a `requests` error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from .auth import KooDriveAuth
+from .config import MAX_USER_IDS_PER_REQUEST, KooDriveSettings
+from .errors import ApiError, CredentialError, DeadlineExceededError, RefreshError
+from .records import FieldError, RecordParser, UserQuota, read_number
+from .snapshot import Listing
+from .stats import ApiStats
+
+USAGE_PATH = "/koodrive/ose/v1/space/usage/user"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+log = logging.getLogger(__name__)
+
+
+def new_trace_id() -> str:
+    """A fresh 58-character hexadecimal `X-Traceid`."""
+    return secrets.token_hex(29)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One decoded API page."""
+
+    rows: list[Any]
+    total: int | None
+
+
+class _Accumulator:
+    """Parses pages into records as they arrive, keeping each user once."""
+
+    def __init__(self, parser: RecordParser) -> None:
+        self._parser = parser
+        self.users: dict[str, UserQuota] = {}
+        self.raw_ids: set[str] = set()
+        self.errors: dict[str, int] = {}
+        self.examples: dict[str, str] = {}
+        self.duplicates = 0
+        self.pages = 0
+
+    def add(self, rows: Sequence[Any]) -> int:
+        """Parse a page; return how many rows named a user not seen before."""
+        self.pages += 1
+        new = 0
+        for row in rows:
+            # Progress is judged on the raw ID, so a page of unreadable rows
+            # still counts as new and does not end the listing early.
+            raw_id = repr(row.get("userId")) if isinstance(row, dict) else repr(row)
+            if raw_id not in self.raw_ids:
+                self.raw_ids.add(raw_id)
+                new += 1
+            record, errors = self._parser.parse(row)
+            for error in errors:
+                self._note(error)
+            if record is None:
+                continue
+            if record.user_id in self.users:
+                self.duplicates += 1
+                continue
+            self.users[record.user_id] = record
+        return new
+
+    def _note(self, error: FieldError) -> None:
+        self.errors[error.field] = self.errors.get(error.field, 0) + 1
+        if error.field not in self.examples:
+            who = f"user_id={error.user_id} " if error.user_id else ""
+            self.examples[error.field] = f"{who}{error.reason}"
+
+    def listing(self) -> Listing:
+        return Listing(
+            users=tuple(self.users.values()),
+            pages=self.pages,
+            record_errors=dict(self.errors),
+            error_examples=dict(self.examples),
+            duplicates=self.duplicates,
+        )
+
+
+class KooDriveClient:
+    """Lists every user's space usage through one `requests` session."""
+
+    def __init__(
+        self,
+        settings: KooDriveSettings,
+        session: requests.Session,
+        auth: KooDriveAuth,
+        stats: ApiStats,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        trace_ids: Callable[[], str] = new_trace_id,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._auth = auth
+        self._stats = stats
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._jitter = jitter
+        self._trace_ids = trace_ids
+        self._url = settings.url + USAGE_PATH
+        self._parser = RecordParser(
+            settings.quota_factor, settings.used_factor, settings.tz
+        )
+
+    def list_users(self, deadline: float) -> Listing:
+        """Fetch every user (or the configured IDs) before `deadline` (monotonic)."""
+        accumulator = _Accumulator(self._parser)
+        if self._settings.user_ids:
+            for chunk in _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST):
+                self._page_through(accumulator, list(chunk), deadline)
+        else:
+            self._page_through(accumulator, None, deadline)
+        return accumulator.listing()
+
+    def _page_through(
+        self, accumulator: _Accumulator, user_ids: list[str] | None, deadline: float
+    ) -> None:
+        offset = 0
+        while True:
+            if accumulator.pages >= self._settings.max_pages:
+                raise RefreshError(
+                    "too_many_pages",
+                    f"stopped after koodrive.max_pages={self._settings.max_pages}",
+                    page=accumulator.pages,
+                )
+            body: dict[str, Any] = {"offset": offset, "limit": self._settings.page_size}
+            if user_ids is not None:
+                body["userIds"] = user_ids
+            page = self.fetch_page(body, accumulator.pages + 1, deadline)
+            new = accumulator.add(page.rows)
+            offset += len(page.rows)
+
+            if page.total is not None and offset >= page.total:
+                return
+            if not page.rows or new == 0:
+                # An empty page, or one that repeats what was seen (a server
+                # ignoring `offset`), ends the listing: going on could loop.
+                self._warn_short_listing(page, offset, new, accumulator.pages)
+                return
+
+    def _warn_short_listing(
+        self, page: Page, offset: int, new: int, number: int
+    ) -> None:
+        if page.total is None or offset >= page.total:
+            return
+        why = "empty page" if not page.rows else "page repeated known users"
+        log.warning(
+            "listing ended before total",
+            extra={
+                "fields": {
+                    "why": why,
+                    "page": number,
+                    "offset": offset,
+                    "total": page.total,
+                    "new_users": new,
+                }
+            },
+        )
+
+    def fetch_page(self, body: dict[str, Any], number: int, deadline: float) -> Page:
+        """POST one page request, retrying what is worth retrying until `deadline`."""
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            trace_id = self._trace_ids()
+            try:
+                return self._attempt(payload, number, trace_id, deadline)
+            except ApiError as error:
+                if error.status == 401 and not renewed and self._renew_credentials():
+                    renewed = True
+                    continue
+                retryable = error.status in RETRY_STATUSES
+                self._backoff_or_raise(error, retryable, attempt, deadline)
+            except _TransientError as transient:
+                self._backoff_or_raise(transient.error, True, attempt, deadline)
+
+    def _attempt(
+        self, payload: bytes, number: int, trace_id: str, deadline: float
+    ) -> Page:
+        remaining = deadline - self._monotonic()
+        if remaining <= 0:
+            raise DeadlineExceededError(
+                "deadline", "refresh deadline passed", trace_id=trace_id, page=number
+            )
+        timeout = min(self._settings.timeout_seconds, remaining)
+        started = self._monotonic()
+        try:
+            response = self._session.post(
+                self._url,
+                data=payload,
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "X-Traceid": trace_id,
+                },
+                auth=self._auth,
+                timeout=timeout,
+                verify=self._verify(),
+                allow_redirects=False,
+            )
+        except CredentialError as exc:
+            raise RefreshError("credentials", str(exc), trace_id=trace_id) from None
+        except requests.exceptions.SSLError:
+            self._count("tls", number, trace_id, started)
+            raise RefreshError(
+                "tls", "TLS handshake or certificate check failed", trace_id=trace_id
+            ) from None
+        except requests.Timeout:
+            self._count("timeout", number, trace_id, started)
+            error = RefreshError(
+                "timeout",
+                f"no answer within {timeout:.1f}s",
+                trace_id=trace_id,
+                page=number,
+            )
+            raise _TransientError(error) from None
+        except requests.ConnectionError as exc:
+            self._count("connection", number, trace_id, started)
+            error = RefreshError(
+                "connection", _connection_reason(exc), trace_id=trace_id, page=number
+            )
+            raise _TransientError(error) from None
+        except requests.RequestException as exc:
+            self._count("connection", number, trace_id, started)
+            raise RefreshError(
+                "connection", type(exc).__name__, trace_id=trace_id, page=number
+            ) from None
+
+        with response:
+            try:
+                page = self._decode(response, number, trace_id)
+            except RefreshError as error:
+                self._count(error.reason, number, trace_id, started)
+                raise
+        self._count("success", number, trace_id, started)
+        return page
+
+    def _decode(self, response: requests.Response, number: int, trace_id: str) -> Page:
+        status = response.status_code
+        if status != 200:
+            raise _http_error(response, number, trace_id)
+        try:
+            document = json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise RefreshError(
+                "bad_response", "body is not valid JSON", trace_id=trace_id, page=number
+            ) from None
+        if not isinstance(document, dict) or "code" not in document:
+            raise RefreshError(
+                "bad_response", "body has no code field", trace_id=trace_id, page=number
+            )
+        code = document["code"]
+        if code not in (0, "0") or isinstance(code, bool):
+            raise ApiError(
+                "api_error",
+                f"code={code!r} msg={_short(document.get('msg'))}",
+                code=str(code),
+                trace_id=trace_id,
+                page=number,
+            )
+        rows = document.get("data")
+        if rows is None:
+            rows = []
+        if not isinstance(rows, list):
+            raise RefreshError(
+                "bad_response", "data is not a list", trace_id=trace_id, page=number
+            )
+        return Page(
+            rows=rows, total=_read_total(document.get("total"), number, trace_id)
+        )
+
+    def _backoff_or_raise(
+        self, error: RefreshError, retryable: bool, attempt: int, deadline: float
+    ) -> None:
+        if not retryable or attempt >= self._settings.retries.max_attempts:
+            raise error
+        retries = self._settings.retries
+        ceiling = min(
+            retries.max_backoff_seconds, retries.backoff_seconds * 2 ** (attempt - 1)
+        )
+        # Full jitter spreads retries of many exporters; Retry-After is a floor.
+        wait = ceiling * self._jitter()
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        if self._monotonic() + wait >= deadline:
+            raise error
+        log.debug(
+            "retrying request",
+            extra={
+                "fields": {
+                    "reason": error.reason,
+                    "attempt": attempt,
+                    "wait_seconds": round(wait, 3),
+                    "trace_id": error.trace_id,
+                }
+            },
+        )
+        self._sleep(wait)
+
+    def _renew_credentials(self) -> bool:
+        try:
+            changed = self._auth.renew()
+        except CredentialError:
+            return False
+        if changed:
+            log.info("credential changed on disk, retrying after 401")
+        return changed
+
+    def _verify(self) -> bool | str:
+        if not self._settings.tls_verify:
+            return False
+        if self._settings.ca_file is not None:
+            return str(self._settings.ca_file)
+        return True
+
+    def _count(self, outcome: str, number: int, trace_id: str, started: float) -> None:
+        self._stats.count_request(outcome)
+        log.debug(
+            "api request",
+            extra={
+                "fields": {
+                    "outcome": outcome,
+                    "page": number,
+                    "trace_id": trace_id,
+                    "seconds": round(self._monotonic() - started, 3),
+                }
+            },
+        )
+
+
+class _TransientError(Exception):
+    """Carries a retryable RefreshError out of one attempt."""
+
+    def __init__(self, error: RefreshError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _http_error(response: requests.Response, number: int, trace_id: str) -> ApiError:
+    status = response.status_code
+    if status == 401:
+        reason = "http_401"
+    elif status == 429:
+        reason = "http_429"
+    else:
+        reason = f"http_{status // 100}xx"
+    code, message = _error_body(response)
+    detail = f"status={status}"
+    if code is not None:
+        detail += f" code={code} msg={message}"
+    return ApiError(
+        reason,
+        detail,
+        status=status,
+        code=code,
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+        trace_id=trace_id,
+        page=number,
+    )
+
+
+def _error_body(response: requests.Response) -> tuple[str | None, str]:
+    try:
+        document = json.loads(response.content[:65536])
+    except (ValueError, RecursionError):
+        return None, ""
+    if not isinstance(document, dict) or "code" not in document:
+        return None, ""
+    return str(document["code"]), _short(document.get("msg"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _read_total(value: object, number: int, trace_id: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        total = read_number(value)
+    except ValueError:
+        raise RefreshError(
+            "bad_response",
+            f"total is not a number: {_short(value)}",
+            trace_id=trace_id,
+            page=number,
+        ) from None
+    if total < 0 or total != int(total):
+        raise RefreshError(
+            "bad_response",
+            "total is not a whole number",
+            trace_id=trace_id,
+            page=number,
+        )
+    return int(total)
+
+
+def _connection_reason(exc: requests.ConnectionError) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "reset by peer"):
+        if marker in text:
+            return marker.lower()
+    return "connection failed"
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,574 @@
+"""Configuration: YAML loading, defaults and validation into typed settings.
+
+Every problem is collected with the path of its key (`koodrive.auth.token_file`)
+so that one run of `--config.check` reports them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .errors import ConfigError
+
+# Multipliers from the unit KooDrive may send to bytes. The API does not
+# document its units, so the operator chooses and the exporter publishes bytes.
+UNIT_FACTORS: dict[str, int] = {
+    "bytes": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+UNIT_NAMES = "bytes, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
+
+REFRESH_MODES = ("on_scrape", "background")
+MAX_PAGE_SIZE = 100
+MAX_USER_IDS_PER_REQUEST = 50
+DEFAULT_TOKEN_PREFIX = "Bearer "  # noqa: S105 - a header prefix, not a secret
+
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How the exporter proves itself to KooDrive: a token or an app signature."""
+
+    token_file: Path | None = None
+    token_env: str | None = None
+    token_prefix: str = DEFAULT_TOKEN_PREFIX
+    app_id: str | None = None
+    app_secret_file: Path | None = None
+    app_secret_env: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """`token` or `app`."""
+        return "app" if self.app_id else "token"
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Retries of one API request, all bounded by the refresh deadline."""
+
+    max_attempts: int = 4
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class KooDriveSettings:
+    """Where the API is, how to call it and how to read what it sends."""
+
+    url: str
+    user_id: str
+    auth: AuthSettings
+    page_size: int = MAX_PAGE_SIZE
+    timeout_seconds: float = 10.0
+    user_ids: tuple[str, ...] = ()
+    quota_unit: str = "bytes"
+    used_unit: str = "bytes"
+    timezone_name: str = "UTC"
+    tz: tzinfo = timezone.utc
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    allow_insecure_http: bool = False
+    max_pages: int = 10_000
+    retries: RetrySettings = field(default_factory=RetrySettings)
+
+    @property
+    def quota_factor(self) -> int:
+        """Bytes per unit of the `quota` field."""
+        return UNIT_FACTORS[self.quota_unit.lower()]
+
+    @property
+    def used_factor(self) -> int:
+        """Bytes per unit of the `used` field."""
+        return UNIT_FACTORS[self.used_unit.lower()]
+
+
+@dataclass(frozen=True)
+class RefreshSettings:
+    """When the user listing is fetched and how long it may take."""
+
+    mode: str = "on_scrape"
+    min_interval_seconds: float = 60.0
+    stale_after_seconds: float = 600.0
+    timeout_seconds: float = 30.0
+    scrape_timeout_seconds: float = 10.0
+    scrape_timeout_margin_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration."""
+
+    koodrive: KooDriveSettings
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
+
+
+def load_file(path: str | Path) -> Settings:
+    """Read and validate a YAML configuration file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [("config.file", f"cannot read {path}: {exc.strerror}")]
+        ) from exc
+    return load_text(text)
+
+
+def load_text(text: str) -> Settings:
+    """Parse YAML text and validate it."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("config.file", f"not valid YAML{where}")]) from exc
+    return parse(document if document is not None else {})
+
+
+def parse(document: object) -> Settings:
+    """Validate a configuration mapping; raise ConfigError listing every problem."""
+    reader = _Reader()
+    root = reader.mapping(document, "", ("koodrive", "refresh"))
+    section = reader.section(root, "koodrive", required=True)
+    koodrive = None
+    if "koodrive" not in reader.missing_sections:
+        koodrive = _parse_koodrive(reader, section)
+    refresh = _parse_refresh(reader, reader.section(root, "refresh"))
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    assert koodrive is not None
+    return Settings(koodrive=koodrive, refresh=refresh)
+
+
+def parse_timezone(name: str) -> tzinfo:
+    """An IANA zone name, `UTC`, or a fixed offset such as `+08:00` or `UTC-5`."""
+    text = name.strip()
+    if text.upper() in ("UTC", "Z", "GMT"):
+        return timezone.utc
+    match = _OFFSET.match(text)
+    if match:
+        sign, hours, minutes = match.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta > timedelta(hours=14):
+            raise ValueError(f"offset {name!r} is beyond +/-14:00")
+        return timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP addresses."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_koodrive(
+    reader: _Reader, section: Mapping[str, Any]
+) -> KooDriveSettings | None:
+    known = (
+        "url",
+        "user_id",
+        "auth",
+        "page_size",
+        "timeout_seconds",
+        "user_ids",
+        "units",
+        "timezone",
+        "tls",
+        "allow_insecure_http",
+        "max_pages",
+        "retries",
+    )
+    section = reader.mapping(section, "koodrive", known)
+    allow_http = reader.boolean(section, "koodrive.allow_insecure_http", False)
+    url = reader.url(section, "koodrive.url", allow_http=allow_http)
+    user_id = reader.identifier(section, "koodrive.user_id", required=True)
+    auth = _parse_auth(
+        reader, reader.section(section, "auth", "koodrive", required=True)
+    )
+    page_size = reader.integer(
+        section, "koodrive.page_size", MAX_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
+    )
+    timeout = reader.number(section, "koodrive.timeout_seconds", 10.0, low=0.1)
+    user_ids = reader.identifiers(section, "koodrive.user_ids")
+    units = reader.mapping(
+        reader.section(section, "units", "koodrive"),
+        "koodrive.units",
+        ("quota", "used"),
+    )
+    quota_unit = reader.unit(units, "koodrive.units.quota")
+    used_unit = reader.unit(units, "koodrive.units.used")
+    zone_name = reader.string(section, "koodrive.timezone", "UTC") or "UTC"
+    zone = reader.check(
+        "koodrive.timezone", lambda: parse_timezone(zone_name), timezone.utc
+    )
+    tls = reader.mapping(
+        reader.section(section, "tls", "koodrive"),
+        "koodrive.tls",
+        ("ca_file", "insecure_skip_verify"),
+    )
+    ca_file = reader.path(tls, "koodrive.tls.ca_file", must_exist=True)
+    skip_verify = reader.boolean(tls, "koodrive.tls.insecure_skip_verify", False)
+    max_pages = reader.integer(section, "koodrive.max_pages", 10_000, low=1)
+    retries = _parse_retries(reader, reader.section(section, "retries", "koodrive"))
+    if url is None or user_id is None or auth is None:
+        return None
+    return KooDriveSettings(
+        url=url,
+        user_id=user_id,
+        auth=auth,
+        page_size=page_size,
+        timeout_seconds=timeout,
+        user_ids=user_ids,
+        quota_unit=quota_unit,
+        used_unit=used_unit,
+        timezone_name=zone_name,
+        tz=zone,
+        ca_file=ca_file,
+        tls_verify=not skip_verify,
+        allow_insecure_http=allow_http,
+        max_pages=max_pages,
+        retries=retries,
+    )
+
+
+def _parse_auth(reader: _Reader, section: Mapping[str, Any]) -> AuthSettings | None:
+    known = (
+        "token_file",
+        "token_env",
+        "token_prefix",
+        "app_id",
+        "app_secret_file",
+        "app_secret_env",
+    )
+    prefix = "koodrive.auth"
+    section = reader.mapping(section, prefix, known)
+    token_file = reader.path(section, f"{prefix}.token_file")
+    token_env = reader.env_name(section, f"{prefix}.token_env")
+    token_prefix = reader.string(
+        section, f"{prefix}.token_prefix", DEFAULT_TOKEN_PREFIX
+    )
+    app_id = reader.string(section, f"{prefix}.app_id", None)
+    secret_file = reader.path(section, f"{prefix}.app_secret_file")
+    secret_env = reader.env_name(section, f"{prefix}.app_secret_env")
+
+    token_given = token_file is not None or token_env is not None
+    app_given = app_id is not None or secret_file is not None or secret_env is not None
+    if token_file is not None and token_env is not None:
+        reader.problem(f"{prefix}.token_env", "set token_file or token_env, not both")
+    if secret_file is not None and secret_env is not None:
+        reader.problem(
+            f"{prefix}.app_secret_env",
+            "set app_secret_file or app_secret_env, not both",
+        )
+    if token_given and app_given:
+        reader.problem(prefix, "choose token or app authentication, not both")
+    elif app_given:
+        if not app_id:
+            reader.problem(f"{prefix}.app_id", "required for app authentication")
+        if secret_file is None and secret_env is None:
+            reader.problem(
+                f"{prefix}.app_secret_file",
+                "app authentication needs app_secret_file or app_secret_env",
+            )
+    elif not token_given and "auth" not in reader.missing_sections:
+        reader.problem(
+            prefix, "set token_file or token_env, or app_id with an app secret"
+        )
+    return AuthSettings(
+        token_file=token_file,
+        token_env=token_env,
+        token_prefix=token_prefix if token_prefix is not None else DEFAULT_TOKEN_PREFIX,
+        app_id=app_id,
+        app_secret_file=secret_file,
+        app_secret_env=secret_env,
+    )
+
+
+def _parse_retries(reader: _Reader, section: Mapping[str, Any]) -> RetrySettings:
+    prefix = "koodrive.retries"
+    section = reader.mapping(
+        section, prefix, ("max_attempts", "backoff_seconds", "max_backoff_seconds")
+    )
+    return RetrySettings(
+        max_attempts=reader.integer(
+            section, f"{prefix}.max_attempts", 4, low=1, high=20
+        ),
+        backoff_seconds=reader.number(section, f"{prefix}.backoff_seconds", 0.5, low=0),
+        max_backoff_seconds=reader.number(
+            section, f"{prefix}.max_backoff_seconds", 10.0, low=0
+        ),
+    )
+
+
+def _parse_refresh(reader: _Reader, section: Mapping[str, Any]) -> RefreshSettings:
+    known = (
+        "mode",
+        "min_interval_seconds",
+        "stale_after_seconds",
+        "timeout_seconds",
+        "scrape_timeout_seconds",
+        "scrape_timeout_margin_seconds",
+    )
+    section = reader.mapping(section, "refresh", known)
+    mode = reader.choice(section, "refresh.mode", "on_scrape", REFRESH_MODES)
+    interval = reader.number(section, "refresh.min_interval_seconds", 60.0, low=0)
+    stale = reader.number(section, "refresh.stale_after_seconds", 600.0, low=0)
+    timeout = reader.number(section, "refresh.timeout_seconds", 30.0, low=0.1)
+    scrape = reader.number(section, "refresh.scrape_timeout_seconds", 10.0, low=0.1)
+    margin = reader.number(section, "refresh.scrape_timeout_margin_seconds", 0.5, low=0)
+    if mode == "background" and interval <= 0:
+        reader.problem(
+            "refresh.min_interval_seconds", "must be above 0 in background mode"
+        )
+    if stale and stale < interval:
+        reader.problem(
+            "refresh.stale_after_seconds",
+            "must be at least refresh.min_interval_seconds, or every snapshot is stale",
+        )
+    return RefreshSettings(
+        mode=mode,
+        min_interval_seconds=interval,
+        stale_after_seconds=stale,
+        timeout_seconds=timeout,
+        scrape_timeout_seconds=scrape,
+        scrape_timeout_margin_seconds=margin,
+    )
+
+
+class _Reader:
+    """Reads typed values out of nested mappings, collecting problems by key path."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self.missing_sections: set[str] = set()
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append((key, message))
+
+    def check(self, key: str, make: Callable[[], Any], fallback: Any) -> Any:
+        try:
+            return make()
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return fallback
+
+    def mapping(
+        self, value: object, key: str, known: tuple[str, ...]
+    ) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.problem(key or "(top level)", "must be a mapping of keys to values")
+            return {}
+        for name in value:
+            if name not in known:
+                path = f"{key}.{name}" if key else str(name)
+                self.problem(path, f"unknown key; known keys: {', '.join(known)}")
+        return value
+
+    def section(
+        self,
+        parent: Mapping[str, Any],
+        name: str,
+        parent_key: str = "",
+        *,
+        required: bool = False,
+    ) -> Any:
+        key = f"{parent_key}.{name}" if parent_key else name
+        if name not in parent or parent[name] is None:
+            if required:
+                self.problem(key, "required section is missing")
+                self.missing_sections.add(name)
+            return {}
+        return parent[name]
+
+    def _raw(self, section: Mapping[str, Any], key: str) -> Any:
+        return section.get(key.rsplit(".", 1)[-1])
+
+    def string(self, section: Mapping[str, Any], key: str, default: str | None) -> Any:
+        value = self._raw(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"must be a string, got {type(value).__name__}")
+            return default
+        return value
+
+    def identifier(
+        self, section: Mapping[str, Any], key: str, *, required: bool = False
+    ) -> str | None:
+        value = self._raw(section, key)
+        if value is None:
+            if required:
+                self.problem(key, "required")
+            return None
+        return self._identifier_value(value, key)
+
+    def _identifier_value(self, value: object, key: str) -> str | None:
+        # YAML reads an unquoted 19-digit ID as an exact int; a float would
+        # already have lost digits, so it is refused rather than rounded.
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            self.problem(key, "must be a string (quote long numeric IDs)")
+            return None
+        text = str(value).strip()
+        if not text:
+            self.problem(key, "must not be empty")
+            return None
+        return text
+
+    def identifiers(self, section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        value = self._raw(section, key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(key, "must be a list of user IDs")
+            return ()
+        ids = []
+        for index, item in enumerate(value):
+            text = self._identifier_value(item, f"{key}[{index}]")
+            if text is not None:
+                ids.append(text)
+        return tuple(dict.fromkeys(ids))
+
+    def number(
+        self,
+        section: Mapping[str, Any],
+        key: str,
+        default: float,
+        *,
+        low: float | None = None,
+    ) -> float:
+        value = self._raw(section, key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(key, f"must be a number, got {type(value).__name__}")
+            return default
+        if not math.isfinite(value) or (low is not None and value < low):
+            self.problem(key, f"must be a finite number of at least {low}")
+            return default
+        return float(value)
+
+    def integer(
+        self,
+        section: Mapping[str, Any],
+        key: str,
+        default: int,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+    ) -> int:
+        value = self._raw(section, key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(key, f"must be a whole number, got {type(value).__name__}")
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            self.problem(key, f"must be {bounds}, got {value}")
+            return default
+        return value
+
+    def boolean(self, section: Mapping[str, Any], key: str, default: bool) -> bool:
+        value = self._raw(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, "must be true or false")
+            return default
+        return value
+
+    def choice(
+        self,
+        section: Mapping[str, Any],
+        key: str,
+        default: str,
+        allowed: tuple[str, ...],
+    ) -> str:
+        value = self.string(section, key, default)
+        if value not in allowed:
+            self.problem(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+            return default
+        return value
+
+    def unit(self, section: Mapping[str, Any], key: str) -> str:
+        value = self.string(section, key, "bytes")
+        if value.lower() not in UNIT_FACTORS:
+            self.problem(key, f"must be one of {UNIT_NAMES}, got {value!r}")
+            return "bytes"
+        return value
+
+    def path(
+        self, section: Mapping[str, Any], key: str, *, must_exist: bool = False
+    ) -> Path | None:
+        value = self.string(section, key, None)
+        if value is None:
+            return None
+        if not value.strip():
+            self.problem(key, "must not be empty")
+            return None
+        path = Path(value).expanduser()
+        if must_exist and not path.is_file():
+            self.problem(key, f"no such file: {value}")
+        return path
+
+    def env_name(self, section: Mapping[str, Any], key: str) -> str | None:
+        value = self.string(section, key, None)
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            self.problem(key, f"not a valid environment variable name: {value!r}")
+            return None
+        return value
+
+    def url(
+        self, section: Mapping[str, Any], key: str, *, allow_http: bool
+    ) -> str | None:
+        value = self.string(section, key, None)
+        if value is None:
+            self.problem(key, "required, e.g. https://intl.myhuaweicloud-koodrive.com")
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(key, "must be an http:// or https:// URL with a host")
+            return None
+        if parts.username or parts.password:
+            self.problem(key, "must not carry credentials; use koodrive.auth")
+            return None
+        if parts.query or parts.fragment:
+            self.problem(key, "must not have a query or fragment")
+            return None
+        if (
+            parts.scheme == "http"
+            and not allow_http
+            and not is_loopback_host(parts.hostname)
+        ):
+            self.problem(
+                key,
+                "plain http:// would send credentials unencrypted to a remote host; "
+                "use https:// or set koodrive.allow_insecure_http: true",
+            )
+            return None
+        return value.strip().rstrip("/")

@@ -1,0 +1,194 @@
+"""Prometheus exposition of one snapshot: custom collectors rendered once.
+
+A snapshot's users and the exporter's status are rendered separately, so a
+failed refresh re-renders only the small status block and reuses the users'
+bytes. The result is served as stored bytes, compressed at most once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
+from prometheus_client.registry import Collector
+
+from .records import UserQuota
+from .snapshot import RefreshStatus
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_EOF = b"# EOF\n"
+
+# (metric name, help text, UserQuota attribute)
+USER_GAUGES = (
+    (
+        "koodrive_user_quota_bytes",
+        "Space quota of the user in bytes; absent when no limit is set.",
+        "quota_bytes",
+    ),
+    ("koodrive_user_used_bytes", "Space used by the user in bytes.", "used_bytes"),
+    (
+        "koodrive_user_quota_expiration_timestamp_seconds",
+        "When the user's quota expires, as Unix time.",
+        "expiration_seconds",
+    ),
+    (
+        "koodrive_user_quota_effective_timestamp_seconds",
+        "When the user's quota took effect, as Unix time.",
+        "effective_seconds",
+    ),
+    (
+        "koodrive_user_quota_creation_timestamp_seconds",
+        "When the user's quota was created, as Unix time.",
+        "creation_seconds",
+    ),
+)
+
+
+class UsersCollector(Collector):
+    """Per-user gauges from one immutable list of users.
+
+    Sample output:
+        koodrive_user_quota_bytes{user_id="1505084218764547200"} 1.073741824e+09
+        koodrive_user_used_bytes{user_id="1505084218764547200"} 5.24288e+08
+    """
+
+    def __init__(self, users: Sequence[UserQuota]) -> None:
+        self._users = users
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one gauge family per user field, skipping absent values."""
+        for name, documentation, attribute in USER_GAUGES:
+            family = GaugeMetricFamily(name, documentation, labels=["user_id"])
+            for user in self._users:
+                value = getattr(user, attribute)
+                if value is not None:
+                    family.add_metric([user.user_id], value)
+            yield family
+
+
+class StatusCollector(Collector):
+    """The exporter's own metrics: refresh health, request and error counters."""
+
+    def __init__(self, status: RefreshStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the status gauges and counters."""
+        status = self._status
+        yield _gauge(
+            "koodrive_up",
+            "1 when the last refresh from the KooDrive API succeeded, else 0.",
+            1.0 if status.up else 0.0,
+        )
+        yield _gauge("koodrive_users", "Users in the served snapshot.", status.users)
+        if status.last_success_seconds is not None:
+            yield _gauge(
+                "koodrive_last_refresh_success_timestamp_seconds",
+                "When the last successful refresh finished, as Unix time.",
+                status.last_success_seconds,
+            )
+        if status.duration_seconds is not None:
+            yield _gauge(
+                "koodrive_refresh_duration_seconds",
+                "How long the last refresh took, successful or not.",
+                status.duration_seconds,
+            )
+        yield _counter(
+            "koodrive_api_requests",
+            "KooDrive API requests by outcome.",
+            "outcome",
+            status.requests,
+        )
+        yield _counter(
+            "koodrive_record_errors",
+            "API values that could not be read, by field; their samples were dropped.",
+            "field",
+            status.record_errors,
+        )
+        build = GaugeMetricFamily(
+            "koodrive_exporter_build_info",
+            "Build information of koodrive-exporter; always 1.",
+            labels=["version"],
+        )
+        build.add_metric([status.version], 1.0)
+        yield build
+
+
+@dataclass(frozen=True)
+class Block:
+    """One collector rendered in both formats; OpenMetrics without its EOF line."""
+
+    text: bytes
+    openmetrics: bytes
+
+
+def render(collector: Collector) -> Block:
+    """Render a collector once in the text format and in OpenMetrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    openmetrics = generate_openmetrics(registry)
+    if openmetrics.endswith(_EOF):
+        openmetrics = openmetrics[: -len(_EOF)]
+    return Block(text=generate_latest(registry), openmetrics=openmetrics)
+
+
+@dataclass
+class Exposition:
+    """A complete /metrics body made of blocks, with compressed forms cached."""
+
+    blocks: tuple[Block, ...]
+    _cache: dict[tuple[bool, bool], bytes] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def body(self, *, openmetrics: bool, compressed: bool) -> bytes:
+        """The body in the asked format; built on first use, then reused."""
+        key = (openmetrics, compressed)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self._build(
+                    openmetrics=openmetrics, compressed=compressed
+                )
+            return self._cache[key]
+
+    def _build(self, *, openmetrics: bool, compressed: bool) -> bytes:
+        if compressed:
+            plain = self.body(openmetrics=openmetrics, compressed=False)
+            # Level 6 trades a little CPU, paid once per snapshot, for
+            # smaller transfers on every scrape.
+            return gzip.compress(plain, compresslevel=6, mtime=0)
+        if openmetrics:
+            return b"".join(block.openmetrics for block in self.blocks) + _EOF
+        return b"".join(block.text for block in self.blocks)
+
+
+def exposition_of(blocks: Iterable[Block]) -> Exposition:
+    """Assemble blocks into a servable exposition."""
+    return Exposition(tuple(blocks))
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _counter(
+    name: str, documentation: str, label: str, values: dict[str, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for label_value in sorted(values):
+        family.add_metric([label_value], values[label_value])
+    return family

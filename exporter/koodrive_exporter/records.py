@@ -1,0 +1,220 @@
+"""One row of the space-usage API -> one typed `UserQuota`, tolerant of every form.
+
+KooDrive documents `quota` as a string and `used` as a double, but not their
+units, nor how an unlimited quota or the times are written. This module reads
+every form seen or plausible, converts sizes to bytes with the configured
+units, and reports each value it cannot read instead of failing the row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone, tzinfo
+
+# Epoch values at or above this are taken as milliseconds: 1e11 seconds lies
+# in the year 5138, while 1e11 milliseconds is 1973, so no real date is
+# ambiguous between the two readings.
+EPOCH_MILLISECONDS_THRESHOLD = 1e11
+
+TIME_FIELDS = ("createTime", "effectiveTime", "expirationTime")
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class UserQuota:
+    """One user's space: sizes in bytes, times in Unix seconds, None when absent."""
+
+    user_id: str
+    quota_bytes: float | None
+    used_bytes: float | None
+    creation_seconds: float | None
+    effective_seconds: float | None
+    expiration_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """A value that could not be read; its sample is dropped, the row is kept."""
+
+    field: str
+    user_id: str | None
+    reason: str
+
+
+class RecordParser:
+    """Reads API rows with the configured units and time zone."""
+
+    def __init__(self, quota_factor: float, used_factor: float, tz: tzinfo) -> None:
+        self._quota_factor = quota_factor
+        self._used_factor = used_factor
+        self._tz = tz
+
+    def parse(self, row: object) -> tuple[UserQuota | None, list[FieldError]]:
+        """Read one row; a row without a readable user ID yields no record."""
+        if not isinstance(row, dict):
+            return None, [
+                FieldError("row", None, f"not an object: {type(row).__name__}")
+            ]
+
+        errors: list[FieldError] = []
+        try:
+            user_id = read_user_id(row.get("userId"))
+        except ValueError as exc:
+            return None, [FieldError("userId", None, str(exc))]
+
+        quota = read_quota(row.get("quota"), self._quota_factor)
+        used = self._used(row, user_id, errors)
+        times = [self._time(row, name, user_id, errors) for name in TIME_FIELDS]
+        record = UserQuota(user_id, quota, used, *times)
+        return record, errors
+
+    def _used(self, row: dict, user_id: str, errors: list[FieldError]) -> float | None:
+        try:
+            value = read_number(row.get("used"))
+        except ValueError as exc:
+            errors.append(FieldError("used", user_id, str(exc)))
+            return None
+        if value < 0:
+            errors.append(FieldError("used", user_id, "negative size"))
+            return None
+        return value * self._used_factor
+
+    def _time(
+        self, row: dict, name: str, user_id: str, errors: list[FieldError]
+    ) -> float | None:
+        value = row.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return read_time(value, self._tz, end_of_day=name == "expirationTime")
+        except ValueError as exc:
+            errors.append(FieldError(name, user_id, str(exc)))
+            return None
+
+
+def read_user_id(value: object) -> str:
+    """A user ID exactly as sent; integers are kept digit for digit."""
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("empty user ID")
+        return value
+    # json.loads keeps integers exact, so a 19-digit ID sent as a number is
+    # safe; a float has already lost digits and cannot name a user reliably.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is None:
+        raise ValueError("missing user ID")
+    raise ValueError(f"user ID of type {type(value).__name__}")
+
+
+def read_number(value: object) -> float:
+    """A finite number from a JSON number or a numeric string."""
+    if isinstance(value, bool):
+        raise ValueError("boolean where a number was expected")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and _NUMBER.match(value.strip()):
+        number = float(value.strip())
+    elif value is None or value == "":
+        raise ValueError("missing value")
+    else:
+        raise ValueError(f"not a number: {_preview(value)}")
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def read_quota(value: object, factor: float) -> float | None:
+    """Bytes of quota, or None when the value means no limit is set.
+
+    Empty, null, non-numeric, zero and negative quotas all mean "no limit":
+    publishing them as a size would raise false alerts or hide real ones.
+    """
+    try:
+        number = read_number(value)
+    except ValueError:
+        return None
+    return number * factor if number > 0 else None
+
+
+def read_time(value: object, tz: tzinfo, *, end_of_day: bool = False) -> float:
+    """Unix seconds from every time form KooDrive may send.
+
+    Epoch seconds or milliseconds (numbers or numeric strings), ISO 8601 with
+    `Z`, an offset or none (then in `tz`), `YYYY-MM-DD HH:MM:SS`, and a bare
+    date, which means the start of that day, or its end when `end_of_day`.
+    """
+    if isinstance(value, bool):
+        raise ValueError("boolean where a time was expected")
+    if isinstance(value, (int, float)):
+        return _epoch(float(value))
+    if not isinstance(value, str):
+        raise ValueError(f"time of type {type(value).__name__}")
+
+    text = value.strip()
+    if _NUMBER.match(text):
+        return _epoch(float(text))
+    match = _ISO.match(text)
+    if not match:
+        raise ValueError(f"unrecognised time: {_preview(text)}")
+    return _iso_seconds(match, tz, end_of_day=end_of_day)
+
+
+def _epoch(number: float) -> float:
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("epoch time out of range")
+    if number >= EPOCH_MILLISECONDS_THRESHOLD:
+        number /= 1000.0
+    return number
+
+
+def _iso_seconds(match: re.Match[str], tz: tzinfo, *, end_of_day: bool) -> float:
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        if hour is None:
+            start = datetime.combine(
+                date(int(year), int(month), int(day)), datetime.min.time()
+            )
+            moment = start + timedelta(days=1) if end_of_day else start
+        else:
+            moment = datetime(
+                int(year),
+                int(month),
+                int(day),
+                int(hour),
+                int(minute),
+                int(second or 0),
+            )
+    except ValueError as exc:
+        raise ValueError(f"impossible date: {match.group(0)}") from exc
+
+    zone = _offset_zone(offset) if offset else tz
+    seconds = moment.replace(tzinfo=zone).timestamp()
+    if fraction:
+        seconds += int(fraction) / 10 ** len(fraction)
+    return seconds
+
+
+def _offset_zone(offset: str) -> tzinfo:
+    if offset.upper() == "Z":
+        return timezone.utc
+    sign = -1 if offset[0] == "-" else 1
+    digits = offset[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"impossible offset: {offset}")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,261 @@
+"""HTTP routes: /metrics, the landing page and health endpoints.
+
+`WebApp` maps a request to a `Response` and knows nothing of sockets, so it is
+tested directly; `ExporterServer` is the thin threaded HTTP server around it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import __version__
+from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from .refresh import Refresher
+
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Response:
+    """Status, headers and body of one answer."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LandingInfo:
+    """What the landing page may show: nothing secret goes in here."""
+
+    api_url: str
+    auth_kind: str
+    refresh_mode: str
+    min_interval_seconds: float
+
+
+class WebApp:
+    """Answers the exporter's routes from the refresher's current state."""
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        landing: LandingInfo,
+        *,
+        telemetry_path: str = "/metrics",
+        scrape_timeout_seconds: float = 10.0,
+        scrape_timeout_margin_seconds: float = 0.5,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._refresher = refresher
+        self._landing = landing
+        self._telemetry_path = telemetry_path
+        self._scrape_timeout = scrape_timeout_seconds
+        self._margin = scrape_timeout_margin_seconds
+        self._monotonic = monotonic
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str]) -> Response:
+        """Route one request."""
+        path = path.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return Response(
+                405, b"method not allowed\n", headers={"Allow": "GET, HEAD"}
+            )
+        if path == self._telemetry_path:
+            return self.metrics(headers)
+        routes = {
+            "/": self.landing_page,
+            "/-/healthy": self.healthy,
+            "/-/ready": self.ready,
+        }
+        route = routes.get(path)
+        return route() if route else Response(404, b"not found\n")
+
+    def healthy(self) -> Response:
+        """200 while the process serves at all."""
+        return Response(200, b"OK\n")
+
+    def ready(self) -> Response:
+        """200 once a refresh has succeeded, else 503."""
+        if self._refresher.ready:
+            return Response(200, b"OK\n")
+        return Response(503, b"no successful refresh yet\n")
+
+    def metrics(self, headers: Mapping[str, str]) -> Response:
+        """Serve the stored exposition, refreshing first if it is due."""
+        deadline = self._monotonic() + self._scrape_budget(headers)
+        exposition = self._refresher.scrape(deadline)
+        openmetrics = "application/openmetrics-text" in headers.get("Accept", "")
+        compressed = _accepts_gzip(headers.get("Accept-Encoding", ""))
+        body = exposition.body(openmetrics=openmetrics, compressed=compressed)
+        extra = {"Vary": "Accept, Accept-Encoding"}
+        if compressed:
+            extra["Content-Encoding"] = "gzip"
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        return Response(200, body, content_type, extra)
+
+    def landing_page(self) -> Response:
+        """A small HTML page with the version, links and the last refresh result."""
+        state = self._refresher.state
+        info = self._landing
+        if state is None:
+            result = "no refresh has finished yet"
+        else:
+            status = state.status
+            outcome = "succeeded" if status.up else f"failed ({status.reason})"
+            last = _format_time(status.last_success_seconds)
+            result = (
+                f"last refresh {outcome}; {status.users} users; last success {last}"
+            )
+        rows = [
+            ("Version", __version__),
+            ("KooDrive API", info.api_url),
+            ("Authentication", info.auth_kind),
+            (
+                "Refresh",
+                f"{info.refresh_mode}, every {info.min_interval_seconds:g}s at most",
+            ),
+            ("Status", result),
+        ]
+        table = "\n".join(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+            for name, value in rows
+        )
+        path = html.escape(self._telemetry_path)
+        page = f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>KooDrive Exporter</title></head>
+<body>
+<h1>KooDrive Exporter</h1>
+<p>Per-user KooDrive storage quota, usage and validity for Prometheus.</p>
+<table>
+{table}
+</table>
+<ul>
+<li><a href="{path}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li>
+</ul>
+</body>
+</html>
+"""
+        return Response(200, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _scrape_budget(self, headers: Mapping[str, str]) -> float:
+        value = headers.get(SCRAPE_TIMEOUT_HEADER)
+        budget = self._scrape_timeout
+        if value:
+            try:
+                budget = float(value)
+            except ValueError:
+                log.debug("ignoring malformed scrape timeout header")
+        return max(0.0, budget - self._margin)
+
+
+class ExporterServer:
+    """A threaded HTTP server around a WebApp, on IPv4 or IPv6."""
+
+    def __init__(self, app: WebApp, host: str, port: int) -> None:
+        handler = _handler_for(app)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class _Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = _Server((host, port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="koodrive-http", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, finish the loop and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def _handler_for(app: WebApp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"koodrive-exporter/{__version__}"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._answer(head=False)
+
+        def do_HEAD(self) -> None:
+            self._answer(head=True)
+
+        def do_POST(self) -> None:
+            self._answer(head=False)
+
+        def _answer(self, *, head: bool) -> None:
+            try:
+                response = app.handle(
+                    self.command, self.path, dict(self.headers.items())
+                )
+            except Exception:
+                log.exception(
+                    "request handling failed", extra={"fields": {"path": self.path}}
+                )
+                response = Response(500, b"internal error\n")
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                try:
+                    self.wfile.write(response.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    log.debug("client went away", extra={"fields": {"path": self.path}})
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http request", extra={"fields": {"line": format % args}})
+
+    return Handler
+
+
+def _accepts_gzip(value: str) -> bool:
+    for part in value.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() != "gzip":
+            continue
+        weight = params.strip().removeprefix("q=").strip() if params else "1"
+        try:
+            return float(weight) > 0
+        except ValueError:
+            return True
+    return False
+
+
+def _format_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S UTC"
+    )

@@ -1,0 +1,32 @@
+"""Immutable values passed from the refresh to the exposition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .records import UserQuota
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one complete pass over the API produced."""
+
+    users: tuple[UserQuota, ...]
+    pages: int
+    record_errors: dict[str, int] = field(default_factory=dict)
+    error_examples: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class RefreshStatus:
+    """The exporter's own view of its last refresh, rendered beside the users."""
+
+    up: bool
+    users: int
+    last_success_seconds: float | None
+    duration_seconds: float | None
+    reason: str | None
+    requests: dict[str, int]
+    record_errors: dict[str, int]
+    version: str
