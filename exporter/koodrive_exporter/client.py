@@ -237,6 +237,15 @@ class KooDriveClient:
                 page=number,
             )
             raise _TransientError(error) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ):
+            self._count("bad_response", number, trace_id, started)
+            error = RefreshError(
+                "bad_response", "body cut short", trace_id=trace_id, page=number
+            )
+            raise _TransientError(error) from None
         except requests.ConnectionError as exc:
             self._count("connection", number, trace_id, started)
             error = RefreshError(
