@@ -94,7 +94,9 @@ class Refresher:
         """The exposition to serve, refreshing first when on-scrape and due."""
         if self._settings.mode == "on_scrape" and self._due():
             done = self.trigger()
-            done.wait(max(0.0, deadline - self._monotonic()))
+            # No refresh outlives its own timeout, so neither need the wait.
+            budget = min(deadline - self._monotonic(), self._settings.timeout_seconds)
+            done.wait(max(0.0, budget))
         return self.serving()
 
     def serving(self) -> Exposition:
@@ -130,6 +132,11 @@ class Refresher:
             listing = self._fetch(deadline)
         except RefreshError as error:
             return self._install_failure(error, started)
+        except Exception as exc:
+            # A bug below must cost one refresh, not the exporter.
+            log.exception("refresh crashed")
+            error = RefreshError("internal_error", type(exc).__name__)
+            return self._install_failure(error, started)
         return self._install_success(listing, started)
 
     def start_background(self) -> None:
@@ -153,9 +160,6 @@ class Refresher:
     def _run(self, done: threading.Event) -> None:
         try:
             self.refresh_now()
-        except Exception:
-            # A bug must not leave scrapes waiting on an event nobody sets.
-            log.exception("refresh crashed")
         finally:
             with self._lock:
                 self._inflight = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import socket
 import threading
 import time
@@ -159,7 +160,10 @@ class WebApp:
             try:
                 budget = float(value)
             except ValueError:
+                budget = math.nan
+            if not math.isfinite(budget) or budget <= 0:
                 log.debug("ignoring malformed scrape timeout header")
+                budget = self._scrape_timeout
         return max(0.0, budget - self._margin)
 
 
