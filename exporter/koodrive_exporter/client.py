@@ -11,10 +11,13 @@ import json
 import logging
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 import requests
@@ -45,45 +48,50 @@ class Page:
     total: int | None
 
 
-class _Accumulator:
-    """Parses pages into records as they arrive, keeping each user once."""
+@dataclass(frozen=True)
+class ParsedPage:
+    """A page already turned into records, so its raw rows can be dropped."""
 
-    def __init__(self, parser: RecordParser) -> None:
-        self._parser = parser
+    number: int
+    size: int
+    total: int | None
+    raw_ids: list[str]
+    records: list[UserQuota]
+    errors: list[FieldError]
+
+
+class _Accumulator:
+    """Merges parsed pages, keeping each user once, first page first."""
+
+    def __init__(self) -> None:
         self.users: dict[str, UserQuota] = {}
         self.raw_ids: set[str] = set()
         self.errors: dict[str, int] = {}
         self.examples: dict[str, str] = {}
         self.duplicates = 0
         self.pages = 0
+        self._lock = threading.Lock()
 
-    def add(self, rows: Sequence[Any]) -> int:
-        """Parse a page; return how many rows named a user not seen before."""
-        self.pages += 1
-        new = 0
-        for row in rows:
-            # Progress is judged on the raw ID, so a page of unreadable rows
-            # still counts as new and does not end the listing early.
-            raw_id = repr(row.get("userId")) if isinstance(row, dict) else repr(row)
-            if raw_id not in self.raw_ids:
-                self.raw_ids.add(raw_id)
-                new += 1
-            record, errors = self._parser.parse(row)
-            for error in errors:
-                self._note(error)
-            if record is None:
-                continue
-            if record.user_id in self.users:
-                self.duplicates += 1
-                continue
-            self.users[record.user_id] = record
-        return new
-
-    def _note(self, error: FieldError) -> None:
-        self.errors[error.field] = self.errors.get(error.field, 0) + 1
-        if error.field not in self.examples:
-            who = f"user_id={error.user_id} " if error.user_id else ""
-            self.examples[error.field] = f"{who}{error.reason}"
+    def merge(self, page: ParsedPage) -> int:
+        """Add a page's records; return how many rows named a user not seen before."""
+        with self._lock:
+            self.pages += 1
+            new = 0
+            for raw_id in page.raw_ids:
+                if raw_id not in self.raw_ids:
+                    self.raw_ids.add(raw_id)
+                    new += 1
+            for error in page.errors:
+                self.errors[error.field] = self.errors.get(error.field, 0) + 1
+                if error.field not in self.examples:
+                    who = f"user_id={error.user_id} " if error.user_id else ""
+                    self.examples[error.field] = f"{who}{error.reason}"
+            for record in page.records:
+                if record.user_id in self.users:
+                    self.duplicates += 1
+                else:
+                    self.users[record.user_id] = record
+            return new
 
     def listing(self) -> Listing:
         return Listing(
@@ -93,6 +101,22 @@ class _Accumulator:
             error_examples=dict(self.examples),
             duplicates=self.duplicates,
         )
+
+
+def parse_page(parser: RecordParser, page: Page, number: int) -> ParsedPage:
+    """Turn a page's rows into records and field errors."""
+    raw_ids: list[str] = []
+    records: list[UserQuota] = []
+    errors: list[FieldError] = []
+    for row in page.rows:
+        # Progress is judged on the raw ID, so a page of unreadable rows
+        # still counts as new and does not end the listing early.
+        raw_ids.append(repr(row.get("userId")) if isinstance(row, dict) else repr(row))
+        record, row_errors = parser.parse(row)
+        errors.extend(row_errors)
+        if record is not None:
+            records.append(record)
+    return ParsedPage(number, len(page.rows), page.total, raw_ids, records, errors)
 
 
 class KooDriveClient:
@@ -125,58 +149,134 @@ class KooDriveClient:
 
     def list_users(self, deadline: float) -> Listing:
         """Fetch every user (or the configured IDs) before `deadline` (monotonic)."""
-        accumulator = _Accumulator(self._parser)
+        accumulator = _Accumulator()
         if self._settings.user_ids:
-            for chunk in _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST):
-                self._page_through(accumulator, list(chunk), deadline)
+            chunks = _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST)
+            tasks = [
+                partial(self._page_through, accumulator, list(chunk), deadline)
+                for chunk in chunks
+            ]
+            for _ in self._in_parallel(tasks):
+                pass
         else:
-            self._page_through(accumulator, None, deadline)
+            self._list_all(accumulator, deadline)
         return accumulator.listing()
+
+    def _list_all(self, accumulator: _Accumulator, deadline: float) -> None:
+        first = self._fetch_parsed(self._body(0, None), 1, deadline)
+        new = accumulator.merge(first)
+        stride = first.size
+        if first.total is None or self._settings.concurrency == 1 or stride == 0:
+            self._continue(accumulator, first, stride, new, None, deadline)
+            return
+
+        # The first page tells how many remain; its size is the server's real
+        # page size, which may be below the limit asked for.
+        offsets = range(stride, first.total, stride)
+        if 1 + len(offsets) > self._settings.max_pages:
+            raise RefreshError(
+                "too_many_pages",
+                f"total={first.total} needs more than "
+                f"koodrive.max_pages={self._settings.max_pages}",
+            )
+        tasks = [
+            partial(self._fetch_parsed, self._body(offset, None), number, deadline)
+            for number, offset in enumerate(offsets, start=2)
+        ]
+        # Pages are parsed as they arrive and merged in page order, so the
+        # first occurrence of a repeated user wins, as in a sequential listing.
+        last = first
+        for page in self._in_parallel(tasks):
+            new = accumulator.merge(page)
+            last = page
+        offset = stride + len(offsets) * stride
+        if last.size == stride and offset < (last.total or 0):
+            # The tenant grew during the listing: finish it page by page.
+            self._continue(accumulator, last, offset, new, None, deadline)
+        else:
+            self._warn_if_short(accumulator, first.total)
 
     def _page_through(
         self, accumulator: _Accumulator, user_ids: list[str] | None, deadline: float
     ) -> None:
-        offset = 0
+        first = self._fetch_parsed(self._body(0, user_ids), 1, deadline)
+        new = accumulator.merge(first)
+        self._continue(accumulator, first, first.size, new, user_ids, deadline)
+
+    def _continue(
+        self,
+        accumulator: _Accumulator,
+        page: ParsedPage,
+        offset: int,
+        new: int,
+        user_ids: list[str] | None,
+        deadline: float,
+    ) -> None:
+        """Fetch page after page from `offset` until the listing ends."""
+        number = page.number
         while True:
+            if page.total is not None and offset >= page.total:
+                return
+            if page.size == 0 or new == 0:
+                # An empty page, or one that repeats what was seen (a server
+                # ignoring `offset`), ends the listing: going on could loop.
+                if page.total is not None:
+                    self._warn_if_short(accumulator, page.total)
+                return
             if accumulator.pages >= self._settings.max_pages:
                 raise RefreshError(
                     "too_many_pages",
                     f"stopped after koodrive.max_pages={self._settings.max_pages}",
-                    page=accumulator.pages,
+                    page=number,
                 )
-            body: dict[str, Any] = {"offset": offset, "limit": self._settings.page_size}
-            if user_ids is not None:
-                body["userIds"] = user_ids
-            page = self.fetch_page(body, accumulator.pages + 1, deadline)
-            new = accumulator.add(page.rows)
-            offset += len(page.rows)
+            number += 1
+            page = self._fetch_parsed(self._body(offset, user_ids), number, deadline)
+            new = accumulator.merge(page)
+            offset += page.size
 
-            if page.total is not None and offset >= page.total:
-                return
-            if not page.rows or new == 0:
-                # An empty page, or one that repeats what was seen (a server
-                # ignoring `offset`), ends the listing: going on could loop.
-                self._warn_short_listing(page, offset, new, accumulator.pages)
-                return
-
-    def _warn_short_listing(
-        self, page: Page, offset: int, new: int, number: int
-    ) -> None:
-        if page.total is None or offset >= page.total:
+    def _warn_if_short(self, accumulator: _Accumulator, total: int) -> None:
+        if len(accumulator.raw_ids) >= total:
             return
-        why = "empty page" if not page.rows else "page repeated known users"
         log.warning(
             "listing ended before total",
             extra={
                 "fields": {
-                    "why": why,
-                    "page": number,
-                    "offset": offset,
-                    "total": page.total,
-                    "new_users": new,
+                    "pages": accumulator.pages,
+                    "users_seen": len(accumulator.raw_ids),
+                    "total": total,
                 }
             },
         )
+
+    def _in_parallel(self, tasks: list[Callable[[], Any]]) -> Iterator[Any]:
+        """Run tasks on `koodrive.concurrency` threads; yield results in task order."""
+        if not tasks:
+            return
+        workers = min(self._settings.concurrency, len(tasks))
+        if workers == 1:
+            for task in tasks:
+                yield task()
+            return
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="koodrive-page")
+        try:
+            futures = [pool.submit(task) for task in tasks]
+            for future in futures:
+                yield future.result()
+        finally:
+            # On a failure the remaining pages are not worth fetching.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _body(self, offset: int, user_ids: list[str] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"offset": offset, "limit": self._settings.page_size}
+        if user_ids is not None:
+            body["userIds"] = user_ids
+        return body
+
+    def _fetch_parsed(
+        self, body: dict[str, Any], number: int, deadline: float
+    ) -> ParsedPage:
+        page = self.fetch_page(body, number, deadline)
+        return parse_page(self._parser, page, number)
 
     def fetch_page(self, body: dict[str, Any], number: int, deadline: float) -> Page:
         """POST one page request, retrying what is worth retrying until `deadline`."""

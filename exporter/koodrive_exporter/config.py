@@ -88,6 +88,7 @@ class KooDriveSettings:
     tls_verify: bool = True
     allow_insecure_http: bool = False
     max_pages: int = 10_000
+    concurrency: int = 4
     retries: RetrySettings = field(default_factory=RetrySettings)
 
     @property
@@ -201,6 +202,7 @@ def _parse_koodrive(
         "tls",
         "allow_insecure_http",
         "max_pages",
+        "concurrency",
         "retries",
     )
     section = reader.mapping(section, "koodrive", known)
@@ -234,6 +236,7 @@ def _parse_koodrive(
     ca_file = reader.path(tls, "koodrive.tls.ca_file", must_exist=True)
     skip_verify = reader.boolean(tls, "koodrive.tls.insecure_skip_verify", False)
     max_pages = reader.integer(section, "koodrive.max_pages", 10_000, low=1)
+    concurrency = reader.integer(section, "koodrive.concurrency", 4, low=1, high=32)
     retries = _parse_retries(reader, reader.section(section, "retries", "koodrive"))
     if url is None or user_id is None or auth is None:
         return None
@@ -252,6 +255,7 @@ def _parse_koodrive(
         tls_verify=not skip_verify,
         allow_insecure_http=allow_http,
         max_pages=max_pages,
+        concurrency=concurrency,
         retries=retries,
     )
 
