@@ -411,3 +411,59 @@ def test_tls_verification_uses_the_configured_ca_file(tmp_path: Path) -> None:
 
     assert settings.koodrive.ca_file == ca
     assert settings.koodrive.tls_verify is True
+
+
+def test_concurrent_paging_makes_exactly_one_call_per_page(
+    simulator, token_file, live_exporter
+):
+    simulator.set_users(numbered_users(1000))
+    live = live_exporter(make_settings(simulator.url, token_file, concurrency=4))
+
+    samples = live.samples()
+
+    assert len(user_ids_in(samples)) == 1000
+    assert simulator.request_count == 10
+    offsets = sorted(request["body"]["offset"] for request in simulator.requests)
+    assert offsets == list(range(0, 1000, 100))
+
+
+def test_concurrent_paging_follows_a_server_that_caps_its_pages(
+    simulator, token_file, live_exporter
+):
+    simulator.set_users(numbered_users(200))
+    simulator.page_cap = 30
+    live = live_exporter(make_settings(simulator.url, token_file, concurrency=4))
+
+    assert len(user_ids_in(live.samples())) == 200
+    assert simulator.request_count == 7
+
+
+def test_concurrent_paging_against_a_server_ignoring_offset_ends(
+    simulator, token_file, live_exporter
+):
+    simulator.set_users(numbered_users(500))
+    simulator.ignore_offset = True
+    live = live_exporter(make_settings(simulator.url, token_file, concurrency=4))
+
+    samples = live.samples()
+
+    assert len(user_ids_in(samples)) == 100
+    assert simulator.request_count == 5
+
+
+def test_one_failing_page_fails_the_concurrent_refresh(
+    simulator, token_file, live_exporter
+):
+    simulator.set_users(numbered_users(500))
+    settings = make_settings(
+        simulator.url, token_file, concurrency=4, retries={"max_attempts": 1}
+    )
+    live = live_exporter(settings)
+    live.samples()
+
+    simulator.faults.push(Fault(kind="code", code=13000301, times=1))
+    simulator.faults.push(Fault(kind="status", status=400, times=1))
+    samples = live.samples()
+
+    assert samples["koodrive_up"] == 0.0
+    assert len(user_ids_in(samples)) == 500

@@ -64,7 +64,9 @@ def build_exporter(
     session.headers["User-Agent"] = f"koodrive-exporter/{__version__}"
     stats = ApiStats()
     auth = build_auth(settings.koodrive.auth, settings.koodrive.user_id)
-    client = KooDriveClient(settings.koodrive, session, auth, stats)
+    client = KooDriveClient(
+        settings.koodrive, session, auth, stats, selection=settings.users
+    )
     refresher = Refresher(client.list_users, settings.refresh, stats)
     landing = LandingInfo(
         api_url=settings.koodrive.url,

@@ -26,6 +26,7 @@ from .auth import KooDriveAuth
 from .config import MAX_USER_IDS_PER_REQUEST, KooDriveSettings
 from .errors import ApiError, CredentialError, DeadlineExceededError, RefreshError
 from .records import FieldError, RecordParser, UserQuota, read_number
+from .selection import UserSelection
 from .snapshot import Listing
 from .stats import ApiStats
 
@@ -63,7 +64,10 @@ class ParsedPage:
 class _Accumulator:
     """Merges parsed pages, keeping each user once, first page first."""
 
-    def __init__(self) -> None:
+    def __init__(self, selection: UserSelection) -> None:
+        self._selection = selection
+        self.filtered = 0
+        self.over_limit = 0
         self.users: dict[str, UserQuota] = {}
         self.raw_ids: set[str] = set()
         self.errors: dict[str, int] = {}
@@ -87,11 +91,18 @@ class _Accumulator:
                     who = f"user_id={error.user_id} " if error.user_id else ""
                     self.examples[error.field] = f"{who}{error.reason}"
             for record in page.records:
-                if record.user_id in self.users:
-                    self.duplicates += 1
-                else:
-                    self.users[record.user_id] = record
+                self._keep(record)
             return new
+
+    def _keep(self, record: UserQuota) -> None:
+        if record.user_id in self.users:
+            self.duplicates += 1
+        elif not self._selection.wanted(record.user_id):
+            self.filtered += 1
+        elif self._selection.max_users and len(self.users) >= self._selection.max_users:
+            self.over_limit += 1
+        else:
+            self.users[record.user_id] = record
 
     def listing(self) -> Listing:
         return Listing(
@@ -100,6 +111,8 @@ class _Accumulator:
             record_errors=dict(self.errors),
             error_examples=dict(self.examples),
             duplicates=self.duplicates,
+            filtered=self.filtered,
+            over_limit=self.over_limit,
         )
 
 
@@ -133,8 +146,10 @@ class KooDriveClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         trace_ids: Callable[[], str] = new_trace_id,
+        selection: UserSelection | None = None,
     ) -> None:
         self._settings = settings
+        self._selection = selection or UserSelection()
         self._session = session
         self._auth = auth
         self._stats = stats
@@ -149,7 +164,7 @@ class KooDriveClient:
 
     def list_users(self, deadline: float) -> Listing:
         """Fetch every user (or the configured IDs) before `deadline` (monotonic)."""
-        accumulator = _Accumulator()
+        accumulator = _Accumulator(self._selection)
         if self._settings.user_ids:
             chunks = _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST)
             tasks = [

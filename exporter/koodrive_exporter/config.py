@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import ConfigError
+from .selection import UserSelection
 
 # Multipliers from the unit KooDrive may send to bytes. The API does not
 # document its units, so the operator chooses and the exporter publishes bytes.
@@ -120,6 +121,7 @@ class Settings:
 
     koodrive: KooDriveSettings
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
+    users: UserSelection = field(default_factory=UserSelection)
 
 
 def load_file(path: str | Path) -> Settings:
@@ -147,16 +149,17 @@ def load_text(text: str) -> Settings:
 def parse(document: object) -> Settings:
     """Validate a configuration mapping; raise ConfigError listing every problem."""
     reader = _Reader()
-    root = reader.mapping(document, "", ("koodrive", "refresh"))
+    root = reader.mapping(document, "", ("koodrive", "refresh", "users"))
     section = reader.section(root, "koodrive", required=True)
     koodrive = None
     if "koodrive" not in reader.missing_sections:
         koodrive = _parse_koodrive(reader, section)
     refresh = _parse_refresh(reader, reader.section(root, "refresh"))
+    users = _parse_users(reader, reader.section(root, "users"))
     if reader.problems:
         raise ConfigError(reader.problems)
     assert koodrive is not None
-    return Settings(koodrive=koodrive, refresh=refresh)
+    return Settings(koodrive=koodrive, refresh=refresh, users=users)
 
 
 def parse_timezone(name: str) -> tzinfo:
@@ -364,6 +367,24 @@ def _parse_refresh(reader: _Reader, section: Mapping[str, Any]) -> RefreshSettin
     )
 
 
+def _parse_users(reader: _Reader, section: Mapping[str, Any]) -> UserSelection:
+    known = (
+        "include_ids",
+        "exclude_ids",
+        "include_pattern",
+        "exclude_pattern",
+        "max_users",
+    )
+    section = reader.mapping(section, "users", known)
+    return UserSelection(
+        include_ids=frozenset(reader.identifiers(section, "users.include_ids")),
+        exclude_ids=frozenset(reader.identifiers(section, "users.exclude_ids")),
+        include_pattern=reader.pattern(section, "users.include_pattern"),
+        exclude_pattern=reader.pattern(section, "users.exclude_pattern"),
+        max_users=reader.integer(section, "users.max_users", 0, low=0),
+    )
+
+
 class _Reader:
     """Reads typed values out of nested mappings, collecting problems by key path."""
 
@@ -539,6 +560,16 @@ class _Reader:
         if must_exist and not path.is_file():
             self.problem(key, f"no such file: {value}")
         return path
+
+    def pattern(self, section: Mapping[str, Any], key: str) -> re.Pattern[str] | None:
+        value = self.string(section, key, None)
+        if value is None:
+            return None
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            self.problem(key, f"not a valid regular expression: {exc}")
+            return None
 
     def env_name(self, section: Mapping[str, Any], key: str) -> str | None:
         value = self.string(section, key, None)

@@ -117,6 +117,12 @@ class StatusCollector(Collector):
             "field",
             status.record_errors,
         )
+        yield _counter(
+            "koodrive_users_dropped",
+            "Users listed by KooDrive but not exported, by reason.",
+            "reason",
+            status.users_dropped,
+        )
         build = GaugeMetricFamily(
             "koodrive_exporter_build_info",
             "Build information of koodrive-exporter; always 1.",

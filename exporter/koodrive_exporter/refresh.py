@@ -194,6 +194,17 @@ class Refresher:
                         }
                     },
                 )
+        if listing.over_limit:
+            self._stats.count_users_dropped("limit", listing.over_limit)
+            log.warning(
+                "users over users.max_users not exported",
+                extra={
+                    "fields": {
+                        "kept": len(listing.users),
+                        "dropped": listing.over_limit,
+                    }
+                },
+            )
         users_block = render(UsersCollector(listing.users))
         status = self._status(
             up=True,
@@ -209,6 +220,7 @@ class Refresher:
             "users": len(listing.users),
             "pages": listing.pages,
             "duplicates": listing.duplicates,
+            "filtered": listing.filtered,
             "seconds": round(duration, 3),
         }
         if self._last_reason is not None:
@@ -288,6 +300,7 @@ class Refresher:
             requests=self._stats.requests(),
             record_errors=self._stats.record_errors(),
             version=self._version,
+            users_dropped=self._stats.users_dropped(),
         )
 
     def _stale_exposition(self, state: State) -> Exposition:

@@ -16,6 +16,8 @@ class Listing:
     record_errors: dict[str, int] = field(default_factory=dict)
     error_examples: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
+    filtered: int = 0
+    over_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,4 @@ class RefreshStatus:
     requests: dict[str, int]
     record_errors: dict[str, int]
     version: str
+    users_dropped: dict[str, int] = field(default_factory=dict)

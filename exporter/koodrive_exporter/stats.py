@@ -13,6 +13,7 @@ class ApiStats:
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
         self._record_errors: Counter[str] = Counter()
+        self._users_dropped: Counter[str] = Counter()
 
     def count_request(self, outcome: str) -> None:
         """Count one API request by its outcome label."""
@@ -24,6 +25,11 @@ class ApiStats:
         with self._lock:
             self._record_errors.update(by_field)
 
+    def count_users_dropped(self, reason: str, count: int) -> None:
+        """Count users listed but not exported, by reason (such as `limit`)."""
+        with self._lock:
+            self._users_dropped[reason] += count
+
     def requests(self) -> dict[str, int]:
         """A copy of the request counters."""
         with self._lock:
@@ -33,3 +39,8 @@ class ApiStats:
         """A copy of the record-error counters."""
         with self._lock:
             return dict(self._record_errors)
+
+    def users_dropped(self) -> dict[str, int]:
+        """A copy of the dropped-user counters."""
+        with self._lock:
+            return dict(self._users_dropped)
