@@ -29,7 +29,7 @@ def test_every_readme_configuration_example_is_valid() -> None:
 def test_the_full_readme_example_names_every_documented_key() -> None:
     text = README.read_text(encoding="utf-8")
     documented = set(
-        re.findall(r"^\| `((?:koodrive|refresh)\.[a-z_.]+)` \|", text, re.M)
+        re.findall(r"^\| `((?:koodrive|refresh|users)\.[a-z_.]+)` \|", text, re.M)
     )
     full = max(config_examples(), key=len)
     shown = set()
