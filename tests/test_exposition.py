@@ -16,7 +16,9 @@ from koodrive_exporter.exposition import (
     UsersCollector,
     exposition_of,
     render,
+    render_users,
 )
+from koodrive_exporter.records import UserQuota
 from koodrive_exporter.simulator.app import Simulator
 from koodrive_exporter.snapshot import RefreshStatus
 from koodrive_exporter.stats import ApiStats
@@ -109,3 +111,17 @@ def test_compressed_bodies_are_built_once_and_decompress_to_the_plain_body() -> 
     assert gzip.decompress(first) == exposition.body(
         openmetrics=False, compressed=False
     )
+
+
+def test_fast_user_rendering_equals_prometheus_client_in_both_formats() -> None:
+    users = [
+        UserQuota("1505084218764547200", 1048576.0, 0.0, 1.7e9, 1.7e9, 1.8e9),
+        UserQuota('a"b\\c\nd é', 0.5, 1e-9, None, 123456789.0, 1.5e300),
+        UserQuota("big", None, 1e22, 1.0, None, 1767225600.123),
+    ]
+
+    fast = render_users(users)
+    reference = render(UsersCollector(users))
+
+    assert fast.text == reference.text
+    assert fast.openmetrics == reference.openmetrics

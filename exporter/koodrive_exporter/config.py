@@ -176,7 +176,7 @@ def parse_timezone(name: str) -> tzinfo:
         return timezone(-delta if sign == "-" else delta)
     try:
         return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 

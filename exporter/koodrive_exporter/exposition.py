@@ -22,6 +22,7 @@ from prometheus_client.openmetrics.exposition import (
     generate_latest as generate_openmetrics,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .records import UserQuota
 from .snapshot import RefreshStatus
@@ -150,6 +151,27 @@ def render(collector: Collector) -> Block:
     return Block(text=generate_latest(registry), openmetrics=openmetrics)
 
 
+def render_users(users: Sequence[UserQuota]) -> Block:
+    """Render the per-user gauges: the same bytes as `render`, several times faster.
+
+    prometheus_client formats each sample through several layers of calls;
+    at 100,000 users that costs seconds per format. Gauges with one label
+    and plain help texts need far less, and render identically in the text
+    format and OpenMetrics, so one pass serves both.
+    """
+    parts: list[str] = []
+    for family in UsersCollector(users).collect():
+        parts.append(f"# HELP {family.name} {family.documentation}\n")
+        parts.append(f"# TYPE {family.name} gauge\n")
+        parts.extend(
+            f'{sample.name}{{user_id="{_escape(sample.labels["user_id"])}"}} '
+            f"{floatToGoString(sample.value)}\n"
+            for sample in family.samples
+        )
+    text = "".join(parts).encode("utf-8")
+    return Block(text=text, openmetrics=text)
+
+
 @dataclass
 class Exposition:
     """A complete /metrics body made of blocks, with compressed forms cached."""
@@ -198,3 +220,11 @@ def _counter(
     for label_value in sorted(values):
         family.add_metric([label_value], values[label_value])
     return family
+
+
+def _escape(label_value: str) -> str:
+    if "\\" in label_value or "\n" in label_value or '"' in label_value:
+        label_value = (
+            label_value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        )
+    return label_value

@@ -21,9 +21,9 @@ from .exposition import (
     Block,
     Exposition,
     StatusCollector,
-    UsersCollector,
     exposition_of,
     render,
+    render_users,
 )
 from .snapshot import Listing, RefreshStatus
 from .stats import ApiStats
@@ -179,7 +179,6 @@ class Refresher:
         return self._monotonic() - state.succeeded_at > limit
 
     def _install_success(self, listing: Listing, started: float) -> State:
-        duration = self._monotonic() - started
         first = not self.ready
         if listing.record_errors:
             self._stats.count_record_errors(listing.record_errors)
@@ -205,7 +204,9 @@ class Refresher:
                     }
                 },
             )
-        users_block = render(UsersCollector(listing.users))
+        users_block = render_users(listing.users)
+        # The duration covers rendering too: it is part of what a scrape waits for.
+        duration = self._monotonic() - started
         status = self._status(
             up=True,
             users=len(listing.users),
@@ -245,7 +246,7 @@ class Refresher:
         log.warning("refresh failed", extra={"fields": fields})
         self._last_reason = error.reason
 
-        users_block = previous.users_block if previous else render(UsersCollector(()))
+        users_block = previous.users_block if previous else render_users(())
         user_count = previous.user_count if previous else 0
         last_success = previous.status.last_success_seconds if previous else None
         status = self._status(
@@ -313,7 +314,7 @@ class Refresher:
                 duration=state.status.duration_seconds,
                 reason=state.status.reason,
             )
-            empty = render(UsersCollector(()))
+            empty = render_users(())
             state.stale_cache.append(
                 exposition_of((empty, render(StatusCollector(status))))
             )
@@ -324,5 +325,5 @@ class Refresher:
             up=False, users=0, last_success=None, duration=None, reason="no_refresh_yet"
         )
         return exposition_of(
-            (render(UsersCollector(())), render(StatusCollector(status)))
+            (render_users(()), render(StatusCollector(status)))
         )
