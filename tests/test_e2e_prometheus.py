@@ -1,0 +1,465 @@
+"""End to end: simulator -> koodrive-exporter -> a real Prometheus with our rules.
+
+Prometheus scrapes the exporter every second and evaluates rules.yml with every
+`for:` shortened, so each alert shows within seconds. The test then reads
+targets, alerts and every dashboard query back through Prometheus's HTTP API.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+import yaml
+
+from support_tools import (
+    EXPORTER_METRICS,
+    RULES_FILE,
+    dashboard_queries,
+    free_port,
+    load_dashboards,
+    load_rule_groups,
+    metric_tokens,
+    require,
+    require_module,
+    require_tool,
+    substitute_variables,
+)
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+
+JOB = "koodrive-exporter"
+TOKEN = "e2e-secret-token"
+SHORT_FOR = "1s"
+START_TIMEOUT = 30.0
+ALERT_TIMEOUT = 45.0
+POLL_SECONDS = 0.25
+
+NEARLY_FULL = "1000000000000000001"
+FULL = "1000000000000000002"
+EXPIRING = "1000000000000000003"
+EXPIRED = "1000000000000000004"
+UNLIMITED_EMPTY = "1000000000000000005"
+UNLIMITED_NULL = "1000000000000000006"
+UNLIMITED_ZERO = "1000000000000000007"
+HEALTHY = "1000000000000000008"
+GROWING = "1000000000000000009"
+BAD_EXPIRY = "1000000000000000010"
+USERS_WITH_QUOTA = {NEARLY_FULL, FULL, EXPIRING, EXPIRED, HEALTHY, GROWING, BAD_EXPIRY}
+
+# The growing user gains this many bytes a second: far below its quota during
+# the test, far above it within 7 days.
+GROWTH_BYTES_PER_SECOND = 2_000_000
+GROWING_QUOTA = 10**9
+
+EXPECTED_ALERTS = {
+    ("KooDriveUserNearlyFull", NEARLY_FULL),
+    ("KooDriveUserFull", FULL),
+    ("KooDriveQuotaExpiringSoon", EXPIRING),
+    ("KooDriveQuotaExpired", EXPIRED),
+    ("KooDriveUserPredictedFull", GROWING),
+}
+
+# Stand-ins for Grafana's variables when a dashboard query is sent as is.
+GRAFANA_VALUES = {
+    "job": JOB,
+    "user_id": GROWING,
+    "__rate_interval": "1m",
+    "__interval": "2s",
+    "__range": "5m",
+}
+
+
+def iso(moment: datetime) -> str:
+    """A time as KooDrive writes it: ISO 8601, UTC, milliseconds."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def wire_users(started: float) -> list[dict[str, Any]]:
+    """The tenant as the KooDrive API sends it, `started` seconds into growth."""
+    now = datetime.now(timezone.utc)
+    created = iso(now - timedelta(days=400))
+    effective = iso(now - timedelta(days=300))
+    next_year = iso(now + timedelta(days=365))
+
+    def user(user_id: str, quota: str | None, used: float, expires: str) -> dict:
+        return {
+            "userId": user_id,
+            "quota": quota,
+            "used": used,
+            "createTime": created,
+            "effectiveTime": effective,
+            "expirationTime": expires,
+        }
+
+    growth = GROWTH_BYTES_PER_SECOND * (time.monotonic() - started)
+    return [
+        user(NEARLY_FULL, "1000000", 950_000.0, next_year),
+        user(FULL, "1000000", 1_000_000.0, next_year),
+        user(EXPIRING, "1000000", 100_000.0, iso(now + timedelta(days=7))),
+        user(EXPIRED, "1000000", 100_000.0, iso(now - timedelta(days=3))),
+        user(UNLIMITED_EMPTY, "", 5e12, iso(now - timedelta(days=3))),
+        user(UNLIMITED_NULL, None, 5e12, iso(now + timedelta(days=2))),
+        user(UNLIMITED_ZERO, "0", 5e12, iso(now + timedelta(days=2))),
+        user(HEALTHY, "1000000", 200_000.0, next_year),
+        user(GROWING, str(GROWING_QUOTA), 100_000_000.0 + growth, next_year),
+        user(BAD_EXPIRY, "1000000", 100_000.0, "not a time"),
+    ]
+
+
+def wait_for(
+    check: Callable[[], T | None], timeout: float, what: str | Callable[[], str]
+) -> T:
+    """Poll `check` until it returns something other than None, or fail.
+
+    `what` describes the wait; a callable is asked only on failure, so that it
+    can report the state at that moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {described}")
+        time.sleep(POLL_SECONDS)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for failure messages."""
+    if not path.exists():
+        return f"({path.name} does not exist)"
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return f"last lines of {path.name}:\n" + "\n".join(text[-lines:])
+
+
+@contextmanager
+def running(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a program with its output in a log file; stop it, or kill it, after."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a process, killing it if it does not exit within 5 seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+class LiveTenant:
+    """Feeds the simulator a few times a second: usage grows, removed users go."""
+
+    def __init__(self, simulator: Any) -> None:
+        self._simulator = simulator
+        self._started = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.removed: set[str] = set()
+
+    def users(self) -> list[dict[str, Any]]:
+        """The current wire users, without those removed."""
+        return [u for u in wire_users(self._started) if u["userId"] not in self.removed]
+
+    def _run(self) -> None:
+        while not self._stopping.wait(POLL_SECONDS):
+            self._simulator.set_users(self.users())
+
+    def __enter__(self) -> LiveTenant:
+        self._simulator.set_users(self.users())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop changing the simulator's users; safe to call twice."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+def alert_key(alert: dict[str, Any]) -> tuple[str, str]:
+    """An alert's name and whom it is about: the user, else the instance."""
+    labels = alert["labels"]
+    return labels["alertname"], labels.get("user_id", labels.get("instance", ""))
+
+
+class PrometheusAPI:
+    """The few endpoints of Prometheus's HTTP API the test reads."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+        # Loopback only: no proxy from the environment may intercept.
+        self.session.trust_env = False
+
+    def get(self, path: str, **params: str) -> Any:
+        """The `data` of a successful API answer."""
+        reply = self.session.get(self.base_url + path, params=params, timeout=10)
+        reply.raise_for_status()
+        body = reply.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result vector (a scalar becomes one sample)."""
+        data = self.get("/api/v1/query", query=expr)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return data["result"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every active alert, pending or firing."""
+        return self.get("/api/v1/alerts")["alerts"]
+
+    def firing(self) -> set[tuple[str, str]]:
+        """(alertname, user_id or instance) of the firing alerts."""
+        return {alert_key(a) for a in self.alerts() if a["state"] == "firing"}
+
+    def await_firing(
+        self, wanted: Callable[[set[tuple[str, str]]], bool], what: str
+    ) -> None:
+        """Wait until the set of firing alerts satisfies `wanted`."""
+        wait_for(
+            lambda: True if wanted(self.firing()) else None,
+            ALERT_TIMEOUT,
+            lambda: f"{what}; active alerts: {self.describe_alerts()}",
+        )
+
+    def describe_alerts(self) -> str:
+        """The active alerts, briefly, for failure messages."""
+        described = [
+            f"{name}({subject})={alert['state']}"
+            for alert in self.alerts()
+            for name, subject in [alert_key(alert)]
+        ]
+        return ", ".join(sorted(described))
+
+    def ready(self) -> bool | None:
+        """True once Prometheus answers its readiness endpoint."""
+        try:
+            reply = self.session.get(self.base_url + "/-/ready", timeout=2)
+        except requests.ConnectionError:
+            return None
+        return True if reply.status_code == 200 else None
+
+
+def http_ok(url: str) -> bool | None:
+    """True when a GET of the URL answers 200."""
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            reply = session.get(url, timeout=2)
+    except requests.ConnectionError:
+        return None
+    return True if reply.status_code == 200 else None
+
+
+def exporter_command() -> str:
+    """The koodrive-exporter program of this Python environment."""
+    program = Path(sys.executable).parent / "koodrive-exporter"
+    require(program.exists(), "the koodrive-exporter program")
+    return str(program)
+
+
+def write_test_rules(path: Path) -> None:
+    """Copy rules.yml with every alert's wait shortened for the test."""
+    groups = load_rule_groups(RULES_FILE)
+    for group in groups:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = SHORT_FOR
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+
+
+def write_prometheus_config(path: Path, exporter_port: int, rules: Path) -> None:
+    """A Prometheus configuration scraping the exporter every second."""
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_exporter_config(path: Path, api_url: str, token_file: Path) -> None:
+    """An exporter configuration that refreshes at every scrape, failing fast."""
+    config = {
+        "koodrive": {
+            "url": api_url,
+            "user_id": "1505084218764547200",
+            "auth": {"token_file": str(token_file), "token_prefix": "Bearer "},
+            "timeout_seconds": 2,
+            "retries": {"max_attempts": 1},
+        },
+        "refresh": {"min_interval_seconds": 1, "stale_after_seconds": 600},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def users_of(result: list[dict[str, Any]]) -> set[str]:
+    """The user IDs of a query result."""
+    return {sample["metric"]["user_id"] for sample in result}
+
+
+def check_dashboard_queries(prometheus: PrometheusAPI) -> None:
+    """Every dashboard query returns data and names only series that exist."""
+    present = set(prometheus.get("/api/v1/label/__name__/values"))
+    assert present >= EXPORTER_METRICS, sorted(EXPORTER_METRICS - present)
+
+    empty = []
+    for name, board in load_dashboards().items():
+        for where, expr in dashboard_queries(board):
+            concrete = substitute_variables(expr, GRAFANA_VALUES)
+            missing = set(metric_tokens(concrete)) - present
+            assert not missing, f"{name}: {where} names {sorted(missing)}"
+            if not prometheus.query(concrete):
+                empty.append(f"{name}: {where}: {concrete}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None:
+    prometheus_program = require_tool("prometheus")
+    simulator_app = require_module("koodrive_exporter.simulator.app")
+    exporter = exporter_command()
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    rules = tmp_path / "rules.yml"
+    write_test_rules(rules)
+    exporter_port = free_port()
+    prometheus_port = free_port()
+    prometheus_config = tmp_path / "prometheus.yml"
+    write_prometheus_config(prometheus_config, exporter_port, rules)
+    exporter_url = f"http://127.0.0.1:{exporter_port}"
+    exporter_instance = f"127.0.0.1:{exporter_port}"
+    prometheus = PrometheusAPI(f"http://127.0.0.1:{prometheus_port}")
+
+    simulator = simulator_app.Simulator([], host="127.0.0.1", port=0, token=TOKEN)
+    with ExitStack() as stack:
+        simulator.start()
+        stack.callback(simulator.stop)
+        tenant = stack.enter_context(LiveTenant(simulator))
+        exporter_config = tmp_path / "exporter.yml"
+        write_exporter_config(exporter_config, simulator.url, token_file)
+
+        exporter_process = stack.enter_context(
+            running(
+                [
+                    exporter,
+                    f"--config.file={exporter_config}",
+                    f"--web.listen-address=127.0.0.1:{exporter_port}",
+                ],
+                tmp_path / "exporter.log",
+            )
+        )
+        wait_for(
+            lambda: http_ok(exporter_url + "/-/ready"),
+            START_TIMEOUT,
+            lambda: "the exporter to be ready; " + tail(tmp_path / "exporter.log"),
+        )
+        stack.enter_context(
+            running(
+                [
+                    prometheus_program,
+                    f"--config.file={prometheus_config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                    "--log.level=warn",
+                ],
+                tmp_path / "prometheus.log",
+            )
+        )
+        wait_for(
+            prometheus.ready,
+            START_TIMEOUT,
+            lambda: "Prometheus to be ready; " + tail(tmp_path / "prometheus.log"),
+        )
+
+        # The target is scraped successfully.
+        def target_up() -> dict[str, Any] | None:
+            targets = prometheus.get("/api/v1/targets")["activeTargets"]
+            ours = [t for t in targets if t["labels"]["job"] == JOB]
+            return ours[0] if ours and ours[0]["health"] == "up" else None
+
+        target = wait_for(
+            target_up,
+            START_TIMEOUT,
+            lambda: "the exporter target to be up; " + tail(tmp_path / "exporter.log"),
+        )
+        assert target["labels"]["instance"] == exporter_instance
+
+        # Exactly the expected alerts fire, for exactly the expected users, and
+        # nothing else is even pending an evaluation later.
+        prometheus.await_firing(
+            lambda firing: firing == EXPECTED_ALERTS,
+            f"exactly {sorted(EXPECTED_ALERTS)}",
+        )
+        time.sleep(2)
+        active = {(*alert_key(a), a["state"]) for a in prometheus.alerts()}
+        assert active == {(name, user, "firing") for name, user in EXPECTED_ALERTS}
+
+        # Ratios exist only for users with a quota; unlimited users have none.
+        ratios = prometheus.query("koodrive:user_used_ratio")
+        assert users_of(ratios) == USERS_WITH_QUOTA
+        by_user = {s["metric"]["user_id"]: float(s["value"][1]) for s in ratios}
+        assert by_user[NEARLY_FULL] == pytest.approx(0.95)
+        assert by_user[FULL] == pytest.approx(1.0)
+        unlimited = prometheus.query(
+            "koodrive_user_used_bytes unless koodrive_user_quota_bytes"
+        )
+        assert users_of(unlimited) == {UNLIMITED_EMPTY, UNLIMITED_NULL, UNLIMITED_ZERO}
+
+        check_dashboard_queries(prometheus)
+
+        # A user whose series disappear stops alerting.
+        tenant.removed.add(FULL)
+        prometheus.await_firing(
+            lambda firing: firing == EXPECTED_ALERTS - {("KooDriveUserFull", FULL)},
+            "the removed full user's alert to resolve",
+        )
+
+        # With the KooDrive API gone, refreshes fail and the exporter says so.
+        tenant.stop()
+        simulator.stop()
+        prometheus.await_firing(
+            lambda firing: ("KooDriveRefreshFailing", exporter_instance) in firing,
+            "KooDriveRefreshFailing",
+        )
+
+        # With the exporter gone, its target is down.
+        stop(exporter_process)
+        prometheus.await_firing(
+            lambda firing: ("KooDriveExporterDown", exporter_instance) in firing,
+            "KooDriveExporterDown",
+        )
