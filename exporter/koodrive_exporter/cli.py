@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 
@@ -21,6 +22,7 @@ from .errors import ConfigError
 from .refresh import Refresher
 from .server import ExporterServer, LandingInfo, WebApp
 from .stats import ApiStats
+from .webconfig import WebGuard
 
 DEFAULT_LISTEN = ":9877"
 DEMO_LISTEN = "127.0.0.1:9877"
@@ -34,7 +36,11 @@ class Exporter:
 
     refresher: Refresher
     server: ExporterServer
+    app: WebApp
     session: requests.Session
+    stats: ApiStats
+    settings: config.Settings
+    config_file: Path | None = None
 
     def start(self) -> None:
         """Serve HTTP and start refreshing (a first refresh begins at once)."""
@@ -43,6 +49,25 @@ class Exporter:
             self.refresher.start_background()
         else:
             self.refresher.trigger()
+
+    def reload(self) -> None:
+        """Re-read the configuration file; on any error keep the running one."""
+        if self.config_file is None:
+            raise ConfigError([("config.file", "no configuration file to reload")])
+        try:
+            settings = config.load_file(self.config_file)
+        except ConfigError as exc:
+            log.error(
+                "configuration reload failed, keeping the running one",
+                extra={"fields": {"problems": _problems(exc)}},
+            )
+            raise
+        client, session = _make_client(settings, self.stats)
+        self.refresher.reconfigure(client.list_users, settings.refresh)
+        self.app.landing = _landing(settings)
+        old_session, self.session, self.settings = self.session, session, settings
+        old_session.close()
+        log.info("configuration reloaded", extra={"fields": {"file": self.config_file}})
 
     def stop(self) -> None:
         """Stop serving and refreshing, and close the API session."""
@@ -57,31 +82,59 @@ def build_exporter(
     port: int,
     *,
     telemetry_path: str = "/metrics",
-    session: requests.Session | None = None,
+    web_config_file: Path | None = None,
+    config_file: Path | None = None,
+    enable_lifecycle: bool = False,
 ) -> Exporter:
     """Wire client, refresher and server from validated settings."""
-    session = session or requests.Session()
-    session.headers["User-Agent"] = f"koodrive-exporter/{__version__}"
     stats = ApiStats()
+    client, session = _make_client(settings, stats)
+    refresher = Refresher(client.list_users, settings.refresh, stats)
+    guard = WebGuard(web_config_file)
+    exporter: Exporter | None = None
+
+    def reload() -> None:
+        assert exporter is not None
+        exporter.reload()
+
+    app = WebApp(
+        refresher,
+        _landing(settings),
+        telemetry_path=telemetry_path,
+        scrape_timeout_seconds=settings.refresh.scrape_timeout_seconds,
+        scrape_timeout_margin_seconds=settings.refresh.scrape_timeout_margin_seconds,
+        reload=reload if enable_lifecycle else None,
+    )
+    server = ExporterServer(app, host, port, guard)
+    exporter = Exporter(
+        refresher, server, app, session, stats, settings, config_file=config_file
+    )
+    return exporter
+
+
+def _make_client(
+    settings: config.Settings, stats: ApiStats
+) -> tuple[KooDriveClient, requests.Session]:
+    session = requests.Session()
+    session.headers["User-Agent"] = f"koodrive-exporter/{__version__}"
     auth = build_auth(settings.koodrive.auth, settings.koodrive.user_id)
     client = KooDriveClient(
         settings.koodrive, session, auth, stats, selection=settings.users
     )
-    refresher = Refresher(client.list_users, settings.refresh, stats)
-    landing = LandingInfo(
+    return client, session
+
+
+def _landing(settings: config.Settings) -> LandingInfo:
+    return LandingInfo(
         api_url=settings.koodrive.url,
         auth_kind=settings.koodrive.auth.kind,
         refresh_mode=settings.refresh.mode,
         min_interval_seconds=settings.refresh.min_interval_seconds,
     )
-    app = WebApp(
-        refresher,
-        landing,
-        telemetry_path=telemetry_path,
-        scrape_timeout_seconds=settings.refresh.scrape_timeout_seconds,
-        scrape_timeout_margin_seconds=settings.refresh.scrape_timeout_margin_seconds,
-    )
-    return Exporter(refresher, ExporterServer(app, host, port), session)
+
+
+def _problems(error: ConfigError) -> str:
+    return "; ".join(f"{key}: {message}" for key, message in error.problems)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -116,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         default=None,
         help=f"address to serve on (default {DEFAULT_LISTEN}; demo {DEMO_LISTEN})",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="web configuration file for TLS and basic authentication",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="accept POST /-/reload to re-read the configuration",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -160,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     if args.config_check:
-        return _check_config(args.config_file)
+        return _check_config(args.config_file, args.web_config_file)
 
     try:
         host, port = _listen_address(args)
@@ -171,35 +236,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as resources:
         if args.demo:
             demo = resources.enter_context(start_demo(users=args.demo_users))
-            settings = demo.settings
+            settings, config_file = demo.settings, None
             log.info(
                 "demo simulator started",
                 extra={"fields": {"url": demo.simulator.url, "users": args.demo_users}},
             )
         else:
+            config_file = Path(args.config_file)
             try:
-                settings = config.load_file(args.config_file)
+                settings = config.load_file(config_file)
             except ConfigError as exc:
                 print(exc, file=sys.stderr)
                 return 1
         try:
             exporter = build_exporter(
-                settings, host, port, telemetry_path=args.telemetry_path
+                settings,
+                host,
+                port,
+                telemetry_path=args.telemetry_path,
+                web_config_file=_optional_path(args.web_config_file),
+                config_file=config_file,
+                enable_lifecycle=args.enable_lifecycle,
             )
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         except OSError as exc:
             log.error(
                 "cannot listen",
                 extra={"fields": {"address": f"{host}:{port}", "error": exc.strerror}},
             )
             return 1
-        _run_until_signalled(exporter, settings, args.telemetry_path)
+        _run_until_signalled(exporter, args.telemetry_path)
     log.info("stopped")
     return 0
 
 
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
     path = args.telemetry_path
-    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
+    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready", "/-/reload"):
         raise ValueError(f"--web.telemetry-path must be a path of its own: {path!r}")
     default = DEMO_LISTEN if args.demo else DEFAULT_LISTEN
     try:
@@ -208,19 +287,22 @@ def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
         raise ValueError(f"--web.listen-address: {exc}") from None
 
 
-def _run_until_signalled(
-    exporter: Exporter, settings: config.Settings, telemetry_path: str
-) -> None:
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda number, frame: stopping.set())
+def _run_until_signalled(exporter: Exporter, telemetry_path: str) -> None:
+    # Signal handlers only queue what to do; the main thread does it, so a
+    # reload never runs inside a handler.
+    actions: queue.SimpleQueue[str] = queue.SimpleQueue()
+    signal.signal(signal.SIGTERM, lambda number, frame: actions.put("stop"))
+    signal.signal(signal.SIGINT, lambda number, frame: actions.put("stop"))
+    signal.signal(signal.SIGHUP, lambda number, frame: actions.put("reload"))
     exporter.start()
+    settings = exporter.settings
     log.info(
         "exporter started",
         extra={
             "fields": {
                 "version": __version__,
                 "port": exporter.server.port,
+                "tls": exporter.server.tls,
                 "telemetry_path": telemetry_path,
                 "api_url": settings.koodrive.url,
                 "auth": settings.koodrive.auth.kind,
@@ -228,20 +310,25 @@ def _run_until_signalled(
             }
         },
     )
-    stopping.wait()
+    while actions.get() == "reload":
+        try:
+            exporter.reload()
+        except ConfigError:
+            continue
     log.info("shutting down")
     exporter.stop()
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, web_config_file: str | None) -> int:
     try:
         settings = config.load_file(path)
+        if web_config_file:
+            WebGuard(Path(web_config_file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(
-        f"{path}: configuration is valid ({settings.koodrive.auth.kind} authentication)"
-    )
+    kind = settings.koodrive.auth.kind
+    print(f"{path}: configuration is valid ({kind} authentication)")
     return 0
 
 

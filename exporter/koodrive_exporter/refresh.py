@@ -139,6 +139,17 @@ class Refresher:
             return self._install_failure(error, started)
         return self._install_success(listing, started)
 
+    def reconfigure(self, fetch: Fetch, settings: RefreshSettings) -> None:
+        """Use a new fetch and settings from the next refresh on; keep the state."""
+        was_background = self.background
+        self._fetch = fetch
+        self._settings = settings
+        if self.background and not was_background:
+            self._stop.clear()
+            self.start_background()
+        elif was_background and not self.background:
+            self.stop()
+
     def start_background(self) -> None:
         """Refresh on a timer of `min_interval_seconds` until `stop()`."""
         self._background = threading.Thread(

@@ -10,16 +10,20 @@ import html
 import logging
 import math
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from . import __version__
+from .errors import ExporterError
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from .refresh import Refresher
+from .webconfig import WebGuard
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
@@ -58,9 +62,11 @@ class WebApp:
         scrape_timeout_seconds: float = 10.0,
         scrape_timeout_margin_seconds: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
+        reload: Callable[[], None] | None = None,
     ) -> None:
         self._refresher = refresher
-        self._landing = landing
+        self.landing = landing
+        self._reload = reload
         self._telemetry_path = telemetry_path
         self._scrape_timeout = scrape_timeout_seconds
         self._margin = scrape_timeout_margin_seconds
@@ -69,6 +75,8 @@ class WebApp:
     def handle(self, method: str, path: str, headers: Mapping[str, str]) -> Response:
         """Route one request."""
         path = path.split("?", 1)[0]
+        if path == "/-/reload":
+            return self.reload(method)
         if method not in ("GET", "HEAD"):
             return Response(
                 405, b"method not allowed\n", headers={"Allow": "GET, HEAD"}
@@ -82,6 +90,18 @@ class WebApp:
         }
         route = routes.get(path)
         return route() if route else Response(404, b"not found\n")
+
+    def reload(self, method: str) -> Response:
+        """Re-read the configuration on POST, when lifecycle endpoints are on."""
+        if self._reload is None:
+            return Response(404, b"reloading needs --web.enable-lifecycle\n")
+        if method != "POST":
+            return Response(405, b"use POST\n", headers={"Allow": "POST"})
+        try:
+            self._reload()
+        except ExporterError as exc:
+            return Response(500, f"reload failed: {exc}\n".encode())
+        return Response(200, b"configuration reloaded\n")
 
     def healthy(self) -> Response:
         """200 while the process serves at all."""
@@ -109,7 +129,7 @@ class WebApp:
     def landing_page(self) -> Response:
         """A small HTML page with the version, links and the last refresh result."""
         state = self._refresher.state
-        info = self._landing
+        info = self.landing
         if state is None:
             result = "no refresh has finished yet"
         else:
@@ -168,10 +188,13 @@ class WebApp:
 
 
 class ExporterServer:
-    """A threaded HTTP server around a WebApp, on IPv4 or IPv6."""
+    """A threaded HTTP server around a WebApp, on IPv4 or IPv6, TLS optional."""
 
-    def __init__(self, app: WebApp, host: str, port: int) -> None:
-        handler = _handler_for(app)
+    def __init__(
+        self, app: WebApp, host: str, port: int, guard: WebGuard | None = None
+    ) -> None:
+        guard = guard or WebGuard(None)
+        handler = _handler_for(app, guard)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
         class _Server(ThreadingHTTPServer):
@@ -179,8 +202,20 @@ class ExporterServer:
             daemon_threads = True
             allow_reuse_address = True
 
+            def get_request(self) -> tuple[socket.socket, Any]:
+                connection, address = self.socket.accept()
+                context = guard.config.tls
+                if context is not None:
+                    # The handshake happens in the handler's thread, so a slow
+                    # client cannot stall the accept loop.
+                    connection = context.wrap_socket(
+                        connection, server_side=True, do_handshake_on_connect=False
+                    )
+                return connection, address
+
         self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
+        self.tls = guard.tls
 
     @property
     def port(self) -> int:
@@ -202,10 +237,26 @@ class ExporterServer:
             self._thread.join(5)
 
 
-def _handler_for(app: WebApp) -> type[BaseHTTPRequestHandler]:
+def _handler_for(app: WebApp, guard: WebGuard) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"koodrive-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
+        # Idle or slow clients give their thread back after this long.
+        timeout = 60
+
+        def setup(self) -> None:
+            super().setup()
+            self.dropped = False
+            if isinstance(self.connection, ssl.SSLSocket):
+                try:
+                    self.connection.do_handshake()
+                except (OSError, ssl.SSLError) as exc:
+                    log.debug("tls handshake failed", extra={"fields": {"error": exc}})
+                    self.dropped = True
+
+        def handle(self) -> None:
+            if not self.dropped:
+                super().handle()
 
         def do_GET(self) -> None:
             self._answer(head=False)
@@ -218,9 +269,16 @@ def _handler_for(app: WebApp) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, *, head: bool) -> None:
             try:
-                response = app.handle(
-                    self.command, self.path, dict(self.headers.items())
-                )
+                if guard.authorized(self.headers.get("Authorization")):
+                    response = app.handle(
+                        self.command, self.path, dict(self.headers.items())
+                    )
+                else:
+                    response = Response(
+                        401,
+                        b"unauthorized\n",
+                        headers={"WWW-Authenticate": 'Basic realm="koodrive-exporter"'},
+                    )
             except Exception:
                 log.exception(
                     "request handling failed", extra={"fields": {"path": self.path}}
