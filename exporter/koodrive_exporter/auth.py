@@ -21,6 +21,7 @@ from requests.auth import AuthBase
 from . import signing
 from .config import AuthSettings
 from .errors import CredentialError
+from .logs import register_secret
 
 Clock = Callable[[], datetime]
 
@@ -84,6 +85,7 @@ class FileSecret(SecretSource):
             raise CredentialError(self.description, reason) from None
         if not value:
             raise CredentialError(self.description, "the file is empty")
+        register_secret(value)
         return value
 
 
@@ -100,6 +102,7 @@ class EnvSecret(SecretSource):
         value = self._environ.get(self.name, "").strip()
         if not value:
             raise CredentialError(self.description, "unset or empty")
+        register_secret(value)
         return value
 
 

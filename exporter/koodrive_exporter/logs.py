@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -29,6 +30,31 @@ _LEVEL_NAMES = {
     logging.ERROR: "error",
     logging.CRITICAL: "error",
 }
+
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+REDACTED = "<redacted>"
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that no log line can ever carry it.
+
+    Code never logs secrets on purpose; this is the net under that rule, for
+    text that comes from elsewhere (exception messages, server replies).
+    """
+    # Very short values would mask ordinary words and say nothing useful.
+    if len(value) >= 6:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in `text`."""
+    for secret in tuple(_SECRETS):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def _base_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -66,7 +92,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a JSON object."""
-        return json.dumps(_base_fields(record), default=str, ensure_ascii=False)
+        line = json.dumps(_base_fields(record), default=str, ensure_ascii=False)
+        return redact(line)
 
 
 def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:

@@ -71,7 +71,13 @@ class RecordParser:
         except ValueError as exc:
             return None, [FieldError("userId", None, str(exc))]
 
-        quota = read_quota(row.get("quota"), self._quota_factor)
+        raw_quota = row.get("quota")
+        quota = read_quota(raw_quota, self._quota_factor)
+        if quota is None and _is_unexpected_quota(raw_quota):
+            # Still "no limit", but an odd form is counted and logged, so an
+            # operator can tell a garbled quota from a deliberate one.
+            reason = f"not a number, read as no limit: {_preview(raw_quota)}"
+            errors.append(FieldError("quota", user_id, reason))
         used = self._used(row, user_id, errors)
         times = [self._time(row, name, user_id, errors) for name in TIME_FIELDS]
         record = UserQuota(user_id, quota, used, *times)
@@ -144,6 +150,17 @@ def read_quota(value: object, factor: float) -> float | None:
     except ValueError:
         return None
     return number * factor if number > 0 else None
+
+
+def _is_unexpected_quota(value: object) -> bool:
+    """True for quota values other than the usual empty, null or numeric forms."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False
+    try:
+        read_number(value)
+    except ValueError:
+        return True
+    return False
 
 
 def read_time(value: object, tz: tzinfo, *, end_of_day: bool = False) -> float:
