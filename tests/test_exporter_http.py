@@ -47,11 +47,8 @@ def test_metrics_show_every_user_of_a_paged_tenant(
     assert samples[USED % "1000000000000000249"] == 249.0
     assert samples[QUOTA % "1000000000000000000"] == 1000.0
     bodies = [request["body"] for request in simulator.requests]
-    assert [(b["offset"], b["limit"]) for b in bodies[:3]] == [
-        (0, 100),
-        (100, 100),
-        (200, 100),
-    ]
+    pages = sorted((body["offset"], body["limit"]) for body in bodies)
+    assert pages == [(0, 100), (100, 100), (200, 100)]
 
 
 def test_short_pages_with_total_are_followed_to_the_total(

@@ -60,6 +60,12 @@ class ParsedPage:
     records: list[UserQuota]
     errors: list[FieldError]
 
+    def count_new(self, seen: set[str]) -> int:
+        """Add this page's raw IDs to `seen`; return how many were not there."""
+        before = len(seen)
+        seen.update(self.raw_ids)
+        return len(seen) - before
+
 
 class _Accumulator:
     """Merges parsed pages, keeping each user once, first page first."""
@@ -69,22 +75,16 @@ class _Accumulator:
         self.filtered = 0
         self.over_limit = 0
         self.users: dict[str, UserQuota] = {}
-        self.raw_ids: set[str] = set()
         self.errors: dict[str, int] = {}
         self.examples: dict[str, str] = {}
         self.duplicates = 0
         self.pages = 0
         self._lock = threading.Lock()
 
-    def merge(self, page: ParsedPage) -> int:
-        """Add a page's records; return how many rows named a user not seen before."""
+    def merge(self, page: ParsedPage) -> None:
+        """Add a page's records and errors."""
         with self._lock:
             self.pages += 1
-            new = 0
-            for raw_id in page.raw_ids:
-                if raw_id not in self.raw_ids:
-                    self.raw_ids.add(raw_id)
-                    new += 1
             for error in page.errors:
                 self.errors[error.field] = self.errors.get(error.field, 0) + 1
                 if error.field not in self.examples:
@@ -92,7 +92,6 @@ class _Accumulator:
                     self.examples[error.field] = f"{who}{error.reason}"
             for record in page.records:
                 self._keep(record)
-            return new
 
     def _keep(self, record: UserQuota) -> None:
         if record.user_id in self.users:
@@ -167,22 +166,26 @@ class KooDriveClient:
         accumulator = _Accumulator(self._selection)
         if self._settings.user_ids:
             chunks = _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST)
-            tasks = [
-                partial(self._page_through, accumulator, list(chunk), deadline)
-                for chunk in chunks
-            ]
-            for _ in self._in_parallel(tasks):
-                pass
+            tasks = [partial(self._walk, list(chunk), deadline) for chunk in chunks]
+            # Chunks run in parallel but merge in configuration order, so a
+            # user cap keeps the same users every time.
+            for pages in self._in_parallel(tasks):
+                for page in pages:
+                    accumulator.merge(page)
         else:
-            self._list_all(accumulator, deadline)
+            for page in self._walk_all(deadline):
+                accumulator.merge(page)
         return accumulator.listing()
 
-    def _list_all(self, accumulator: _Accumulator, deadline: float) -> None:
+    def _walk_all(self, deadline: float) -> Iterator[ParsedPage]:
+        """Every page of the full listing, in page order."""
         first = self._fetch_parsed(self._body(0, None), 1, deadline)
-        new = accumulator.merge(first)
+        seen: set[str] = set()
+        new = first.count_new(seen)
+        yield first
         stride = first.size
         if first.total is None or self._settings.concurrency == 1 or stride == 0:
-            self._continue(accumulator, first, stride, new, None, deadline)
+            yield from self._walk(None, deadline, after=first, new=new, seen=seen)
             return
 
         # The first page tells how many remain; its size is the server's real
@@ -198,70 +201,60 @@ class KooDriveClient:
             partial(self._fetch_parsed, self._body(offset, None), number, deadline)
             for number, offset in enumerate(offsets, start=2)
         ]
-        # Pages are parsed as they arrive and merged in page order, so the
-        # first occurrence of a repeated user wins, as in a sequential listing.
         last = first
         for page in self._in_parallel(tasks):
-            new = accumulator.merge(page)
+            new = page.count_new(seen)
             last = page
-        offset = stride + len(offsets) * stride
-        if last.size == stride and offset < (last.total or 0):
+            yield page
+        if last.size == stride and last.total and last.total > first.total:
             # The tenant grew during the listing: finish it page by page.
-            self._continue(accumulator, last, offset, new, None, deadline)
+            offset = stride * (1 + len(offsets))
+            yield from self._walk(
+                None, deadline, after=last, offset=offset, new=new, seen=seen
+            )
         else:
-            self._warn_if_short(accumulator, first.total)
+            _warn_if_short(len(seen), first.total, last.number)
 
-    def _page_through(
-        self, accumulator: _Accumulator, user_ids: list[str] | None, deadline: float
-    ) -> None:
-        first = self._fetch_parsed(self._body(0, user_ids), 1, deadline)
-        new = accumulator.merge(first)
-        self._continue(accumulator, first, first.size, new, user_ids, deadline)
-
-    def _continue(
+    def _walk(
         self,
-        accumulator: _Accumulator,
-        page: ParsedPage,
-        offset: int,
-        new: int,
         user_ids: list[str] | None,
         deadline: float,
-    ) -> None:
-        """Fetch page after page from `offset` until the listing ends."""
-        number = page.number
+        *,
+        after: ParsedPage | None = None,
+        offset: int | None = None,
+        new: int = 0,
+        seen: set[str] | None = None,
+    ) -> list[ParsedPage]:
+        """Fetch page after page until the listing ends; `after` is the page before.
+
+        The listing ends when the offset reaches `total`, on an empty page, or on
+        a page that brings no user not seen before (a server ignoring `offset`):
+        going on could loop. A short page is not an end while `total` says more.
+        """
+        seen = set() if seen is None else seen
+        pages: list[ParsedPage] = []
+        page = after
+        if offset is None:
+            offset = page.size if page is not None else 0
         while True:
-            if page.total is not None and offset >= page.total:
-                return
-            if page.size == 0 or new == 0:
-                # An empty page, or one that repeats what was seen (a server
-                # ignoring `offset`), ends the listing: going on could loop.
-                if page.total is not None:
-                    self._warn_if_short(accumulator, page.total)
-                return
-            if accumulator.pages >= self._settings.max_pages:
+            if page is not None:
+                if page.total is not None and offset >= page.total:
+                    return pages
+                if page.size == 0 or new == 0:
+                    if page.total is not None:
+                        _warn_if_short(len(seen), page.total, page.number)
+                    return pages
+            number = page.number + 1 if page is not None else 1
+            if number > self._settings.max_pages:
                 raise RefreshError(
                     "too_many_pages",
                     f"stopped after koodrive.max_pages={self._settings.max_pages}",
                     page=number,
                 )
-            number += 1
             page = self._fetch_parsed(self._body(offset, user_ids), number, deadline)
-            new = accumulator.merge(page)
+            new = page.count_new(seen)
             offset += page.size
-
-    def _warn_if_short(self, accumulator: _Accumulator, total: int) -> None:
-        if len(accumulator.raw_ids) >= total:
-            return
-        log.warning(
-            "listing ended before total",
-            extra={
-                "fields": {
-                    "pages": accumulator.pages,
-                    "users_seen": len(accumulator.raw_ids),
-                    "total": total,
-                }
-            },
-        )
+            pages.append(page)
 
     def _in_parallel(self, tasks: list[Callable[[], Any]]) -> Iterator[Any]:
         """Run tasks on `koodrive.concurrency` threads; yield results in task order."""
@@ -476,6 +469,15 @@ class KooDriveClient:
         )
 
 
+def _warn_if_short(seen: int, total: int, page: int) -> None:
+    if seen >= total:
+        return
+    log.warning(
+        "listing ended before total",
+        extra={"fields": {"pages": page, "users_seen": seen, "total": total}},
+    )
+
+
 class _TransientError(Exception):
     """Carries a retryable RefreshError out of one attempt."""
 
@@ -522,7 +524,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
