@@ -135,10 +135,33 @@ def load_file(path: str | Path) -> Settings:
     return load_text(text)
 
 
+class _SourceInt(int):
+    """A YAML integer that remembers how it was written."""
+
+    source: str
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader whose integers keep their source text.
+
+    YAML 1.1 reads an unquoted `0123` as octal 83; an ID written that way
+    must be refused, not silently changed, so the text is kept to compare.
+    """
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    value = _SourceInt(loader.construct_yaml_int(node))
+    value.source = str(node.value)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def load_text(text: str) -> Settings:
     """Parse YAML text and validate it."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -170,6 +193,8 @@ def parse_timezone(name: str) -> tzinfo:
     match = _OFFSET.match(text)
     if match:
         sign, hours, minutes = match.groups()
+        if int(minutes or 0) > 59:
+            raise ValueError(f"offset {name!r} has more than 59 minutes")
         delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
         if delta > timedelta(hours=14):
             raise ValueError(f"offset {name!r} is beyond +/-14:00")
@@ -385,6 +410,31 @@ def _parse_users(reader: _Reader, section: Mapping[str, Any]) -> UserSelection:
     )
 
 
+def _url_problem(value: str, *, allow_http: bool) -> str | None:
+    """What is wrong with the API URL, or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it validates the port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not carry credentials; use koodrive.auth"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    if (
+        parts.scheme == "http"
+        and not allow_http
+        and not is_loopback_host(parts.hostname)
+    ):
+        return (
+            "plain http:// would send credentials unencrypted to a remote host; "
+            "use https:// or set koodrive.allow_insecure_http: true"
+        )
+    return None
+
+
 class _Reader:
     """Reads typed values out of nested mappings, collecting problems by key path."""
 
@@ -459,6 +509,10 @@ class _Reader:
             self.problem(key, "must be a string (quote long numeric IDs)")
             return None
         text = str(value).strip()
+        source = getattr(value, "source", text).replace("_", "")
+        if source.lstrip("+") != text:
+            self.problem(key, f"YAML reads {source} as the number {text}; quote the ID")
+            return None
         if not text:
             self.problem(key, "must not be empty")
             return None
@@ -492,7 +546,11 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(key, f"must be a number, got {type(value).__name__}")
             return default
-        if not math.isfinite(value) or (low is not None and value < low):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite or (low is not None and value < low):
             self.problem(key, f"must be a finite number of at least {low}")
             return default
         return float(value)
@@ -585,25 +643,8 @@ class _Reader:
         if value is None:
             self.problem(key, "required, e.g. https://intl.myhuaweicloud-koodrive.com")
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problem(key, "must be an http:// or https:// URL with a host")
-            return None
-        if parts.username or parts.password:
-            self.problem(key, "must not carry credentials; use koodrive.auth")
-            return None
-        if parts.query or parts.fragment:
-            self.problem(key, "must not have a query or fragment")
-            return None
-        if (
-            parts.scheme == "http"
-            and not allow_http
-            and not is_loopback_host(parts.hostname)
-        ):
-            self.problem(
-                key,
-                "plain http:// would send credentials unencrypted to a remote host; "
-                "use https:// or set koodrive.allow_insecure_http: true",
-            )
+        problem = _url_problem(value.strip(), allow_http=allow_http)
+        if problem:
+            self.problem(key, problem)
             return None
         return value.strip().rstrip("/")

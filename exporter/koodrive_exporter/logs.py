@@ -117,7 +117,14 @@ def _logfmt_value(value: object) -> str:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
-    if text and not any(char in text for char in ' ="\\\n\t') and text.isprintable():
+    if text and text.isprintable() and not any(char in text for char in ' ="\\'):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = "".join(
+        _ESCAPES.get(char) or (char if char.isprintable() else f"\\u{ord(char):04x}")
+        for char in text
+    )
     return f'"{escaped}"'
+
+
+# Control characters are escaped so that no value can forge or overwrite a line.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}

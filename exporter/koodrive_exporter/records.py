@@ -211,7 +211,7 @@ def _iso_seconds(match: re.Match[str], tz: tzinfo, *, end_of_day: bool) -> float
                 int(minute),
                 int(second or 0),
             )
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"impossible date: {match.group(0)}") from exc
 
     zone = _offset_zone(offset) if offset else tz

@@ -335,6 +335,4 @@ class Refresher:
         status = self._status(
             up=False, users=0, last_success=None, duration=None, reason="no_refresh_yet"
         )
-        return exposition_of(
-            (render_users(()), render(StatusCollector(status)))
-        )
+        return exposition_of((render_users(()), render(StatusCollector(status))))
