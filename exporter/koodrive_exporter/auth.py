@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 from requests.auth import AuthBase
@@ -174,7 +174,9 @@ class AppAuth(KooDriveAuth):
             body = body.encode("utf-8")
         canonical = signing.canonical_request(
             request.method or "POST",
-            parts.path,
+            # requests has already percent-encoded the path; canonicalisation
+            # encodes it once, so it gets the decoded form.
+            unquote(parts.path),
             parse_qsl(parts.query, keep_blank_values=True),
             request.headers,
             body,

@@ -73,7 +73,18 @@ def _base_fields(record: logging.LogRecord) -> dict[str, Any]:
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
         fields["error"] = f"{type(error).__name__}: {error}"
-    return fields
+    # Redact each value before it is encoded: escaping could otherwise hide a
+    # secret's characters from the search.
+    return {
+        key: redact(value) if isinstance(value, str) else _redact_other(value)
+        for key, value in fields.items()
+    }
+
+
+def _redact_other(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -92,8 +103,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a JSON object."""
-        line = json.dumps(_base_fields(record), default=str, ensure_ascii=False)
-        return redact(line)
+        return json.dumps(_base_fields(record), default=str, ensure_ascii=False)
 
 
 def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
