@@ -29,7 +29,7 @@ class FakeClock:
 def listing_of(*user_ids: str) -> Listing:
     """A listing whose users each use 1 byte of a 10-byte quota."""
     users = tuple(UserQuota(uid, 10.0, 1.0, None, None, None) for uid in user_ids)
-    return Listing(users=users, pages=1)
+    return Listing(items=users, pages=1)
 
 
 class ScriptedFetch:

@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +24,38 @@ import requests
 from .auth import KooDriveAuth
 from .config import MAX_USER_IDS_PER_REQUEST, KooDriveSettings
 from .errors import ApiError, CredentialError, DeadlineExceededError, RefreshError
-from .records import FieldError, RecordParser, UserQuota, read_number
+from .records import (
+    FieldError,
+    RecordParser,
+    SpaceParser,
+    TenantOverview,
+    read_number,
+    read_overview,
+)
 from .selection import UserSelection
 from .snapshot import Listing
 from .stats import ApiStats
 
 USAGE_PATH = "/koodrive/ose/v1/space/usage/user"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One KooDrive API: how it is called and where its rows are."""
+
+    name: str
+    method: str
+    path: str
+    items_key: str | None
+    id_field: str = "id"
+
+
+USERS = Endpoint("users", "POST", USAGE_PATH, "data", "userId")
+OVERVIEW = Endpoint("overview", "GET", "/koodrive/ose/v1/space/usage/overview", None)
+DEPARTMENTS = Endpoint(
+    "departments", "GET", "/koodrive/ose/v1/space/departmentList", "departments"
+)
+GROUPS = Endpoint("groups", "GET", "/koodrive/ose/v1/space/groupList", "groups")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 log = logging.getLogger(__name__)
@@ -57,7 +82,7 @@ class ParsedPage:
     size: int
     total: int | None
     raw_ids: list[str]
-    records: list[UserQuota]
+    records: list[Any]
     errors: list[FieldError]
 
     def count_new(self, seen: set[str]) -> int:
@@ -68,44 +93,51 @@ class ParsedPage:
 
 
 class _Accumulator:
-    """Merges parsed pages, keeping each user once, first page first."""
+    """Merges parsed pages, keeping each item once, first page first."""
 
-    def __init__(self, selection: UserSelection) -> None:
+    def __init__(
+        self,
+        key: Callable[[Any], str],
+        selection: UserSelection | None = None,
+        id_label: str = "user_id",
+    ) -> None:
+        self._key = key
+        self._id_label = id_label
         self._selection = selection
         self.filtered = 0
         self.over_limit = 0
-        self.users: dict[str, UserQuota] = {}
+        self.items: dict[str, Any] = {}
         self.errors: dict[str, int] = {}
         self.examples: dict[str, str] = {}
         self.duplicates = 0
         self.pages = 0
-        self._lock = threading.Lock()
 
     def merge(self, page: ParsedPage) -> None:
         """Add a page's records and errors."""
-        with self._lock:
-            self.pages += 1
-            for error in page.errors:
-                self.errors[error.field] = self.errors.get(error.field, 0) + 1
-                if error.field not in self.examples:
-                    who = f"user_id={error.user_id} " if error.user_id else ""
-                    self.examples[error.field] = f"{who}{error.reason}"
-            for record in page.records:
-                self._keep(record)
+        self.pages += 1
+        for error in page.errors:
+            self.errors[error.field] = self.errors.get(error.field, 0) + 1
+            if error.field not in self.examples:
+                who = f"{self._id_label}={error.user_id} " if error.user_id else ""
+                self.examples[error.field] = f"{who}{error.reason}"
+        for record in page.records:
+            self._keep(record)
 
-    def _keep(self, record: UserQuota) -> None:
-        if record.user_id in self.users:
+    def _keep(self, record: Any) -> None:
+        key = self._key(record)
+        selection = self._selection
+        if key in self.items:
             self.duplicates += 1
-        elif not self._selection.wanted(record.user_id):
+        elif selection is not None and not selection.wanted(key):
             self.filtered += 1
-        elif self._selection.max_users and len(self.users) >= self._selection.max_users:
+        elif selection is not None and 0 < selection.max_users <= len(self.items):
             self.over_limit += 1
         else:
-            self.users[record.user_id] = record
+            self.items[key] = record
 
     def listing(self) -> Listing:
         return Listing(
-            users=tuple(self.users.values()),
+            items=tuple(self.items.values()),
             pages=self.pages,
             record_errors=dict(self.errors),
             error_examples=dict(self.examples),
@@ -115,20 +147,26 @@ class _Accumulator:
         )
 
 
-def parse_page(parser: RecordParser, page: Page, number: int) -> ParsedPage:
+RowParser = Callable[[object], "tuple[Any | None, list[FieldError]]"]
+
+
+def parse_page(parse: RowParser, page: Page, number: int, id_field: str) -> ParsedPage:
     """Turn a page's rows into records and field errors."""
     raw_ids: list[str] = []
-    records: list[UserQuota] = []
+    records: list[Any] = []
     errors: list[FieldError] = []
     for row in page.rows:
         # Progress is judged on the raw ID, so a page of unreadable rows
         # still counts as new and does not end the listing early.
-        raw_ids.append(repr(row.get("userId")) if isinstance(row, dict) else repr(row))
-        record, row_errors = parser.parse(row)
+        raw_ids.append(repr(row.get(id_field)) if isinstance(row, dict) else repr(row))
+        record, row_errors = parse(row)
         errors.extend(row_errors)
         if record is not None:
             records.append(record)
     return ParsedPage(number, len(page.rows), page.total, raw_ids, records, errors)
+
+
+PageFetch = Callable[[int, int], ParsedPage]
 
 
 class KooDriveClient:
@@ -156,49 +194,96 @@ class KooDriveClient:
         self._sleep = sleep
         self._jitter = jitter
         self._trace_ids = trace_ids
-        self._url = settings.url + USAGE_PATH
+        self._base = settings.url
         self._parser = RecordParser(
             settings.quota_factor, settings.used_factor, settings.tz
         )
 
     def list_users(self, deadline: float) -> Listing:
         """Fetch every user (or the configured IDs) before `deadline` (monotonic)."""
-        accumulator = _Accumulator(self._selection)
+        accumulator = _Accumulator(lambda user: user.user_id, self._selection)
         if self._settings.user_ids:
             chunks = _chunks(self._settings.user_ids, MAX_USER_IDS_PER_REQUEST)
-            tasks = [partial(self._walk, list(chunk), deadline) for chunk in chunks]
+            tasks = [
+                partial(self._walk, self._users_fetcher(list(chunk), deadline))
+                for chunk in chunks
+            ]
             # Chunks run in parallel but merge in configuration order, so a
             # user cap keeps the same users every time.
             for pages in self._in_parallel(tasks):
                 for page in pages:
                     accumulator.merge(page)
         else:
-            for page in self._walk_all(deadline):
+            for page in self._walk_all(self._users_fetcher(None, deadline)):
                 accumulator.merge(page)
         return accumulator.listing()
 
-    def _walk_all(self, deadline: float) -> Iterator[ParsedPage]:
-        """Every page of the full listing, in page order."""
-        first = self._fetch_parsed(self._body(0, None), 1, deadline)
+    def list_departments(self, deadline: float) -> Listing:
+        """Fetch every department's quota, use and user count."""
+        parser = SpaceParser("departments", self._factors("departments"), "userNum")
+        return self._list_spaces(DEPARTMENTS, parser, deadline)
+
+    def list_groups(self, deadline: float) -> Listing:
+        """Fetch every team space's quota, use and member count."""
+        parser = SpaceParser("groups", self._factors("groups"), "memberNum")
+        return self._list_spaces(GROUPS, parser, deadline)
+
+    def get_overview(self, deadline: float) -> tuple[TenantOverview, list[FieldError]]:
+        """Fetch the tenant's totals."""
+        document = self._request(OVERVIEW, {}, 1, deadline)
+        return read_overview(document, self._factors("overview"))
+
+    def _factors(self, collector: str) -> dict[str, float]:
+        units = self._settings.space_units[collector]
+        return {name: self._settings.factor(collector, name) for name in units}
+
+    def _list_spaces(
+        self, endpoint: Endpoint, parser: SpaceParser, deadline: float
+    ) -> Listing:
+        accumulator = _Accumulator(lambda space: space.space_id, id_label="id")
+
+        def fetch_at(offset: int, number: int) -> ParsedPage:
+            query = {"offset": offset, "limit": self._settings.page_size}
+            page = self._fetch_rows(endpoint, query, number, deadline)
+            return parse_page(parser.parse, page, number, endpoint.id_field)
+
+        for page in self._walk_all(fetch_at):
+            accumulator.merge(page)
+        return accumulator.listing()
+
+    def _users_fetcher(self, user_ids: list[str] | None, deadline: float) -> PageFetch:
+        def fetch_at(offset: int, number: int) -> ParsedPage:
+            body: dict[str, Any] = {"offset": offset, "limit": self._settings.page_size}
+            if user_ids is not None:
+                body["userIds"] = user_ids
+            page = self._fetch_rows(USERS, body, number, deadline)
+            return parse_page(self._parser.parse, page, number, USERS.id_field)
+
+        return fetch_at
+
+    def _walk_all(self, fetch_at: PageFetch) -> Iterator[ParsedPage]:
+        """Every page of a listing, in page order, concurrently where possible."""
+        first = fetch_at(0, 1)
         seen: set[str] = set()
         new = first.count_new(seen)
         yield first
         stride = first.size
         if first.total is None or self._settings.concurrency == 1 or stride == 0:
-            yield from self._walk(None, deadline, after=first, new=new, seen=seen)
+            yield from self._walk(fetch_at, after=first, new=new, seen=seen)
             return
 
         # The first page tells how many remain; its size is the server's real
         # page size, which may be below the limit asked for.
-        offsets = range(stride, first.total, stride)
-        if 1 + len(offsets) > self._settings.max_pages:
+        pages = -(-first.total // stride)
+        if pages > self._settings.max_pages:
             raise RefreshError(
                 "too_many_pages",
                 f"total={first.total} needs more than "
                 f"koodrive.max_pages={self._settings.max_pages}",
             )
+        offsets = range(stride, first.total, stride)
         tasks = [
-            partial(self._fetch_parsed, self._body(offset, None), number, deadline)
+            partial(fetch_at, offset, number)
             for number, offset in enumerate(offsets, start=2)
         ]
         last = first
@@ -207,18 +292,17 @@ class KooDriveClient:
             last = page
             yield page
         if last.size == stride and last.total and last.total > first.total:
-            # The tenant grew during the listing: finish it page by page.
+            # The listing grew while it was read: finish it page by page.
             offset = stride * (1 + len(offsets))
             yield from self._walk(
-                None, deadline, after=last, offset=offset, new=new, seen=seen
+                fetch_at, after=last, offset=offset, new=new, seen=seen
             )
         else:
             _warn_if_short(len(seen), first.total, last.number)
 
     def _walk(
         self,
-        user_ids: list[str] | None,
-        deadline: float,
+        fetch_at: PageFetch,
         *,
         after: ParsedPage | None = None,
         offset: int | None = None,
@@ -228,7 +312,7 @@ class KooDriveClient:
         """Fetch page after page until the listing ends; `after` is the page before.
 
         The listing ends when the offset reaches `total`, on an empty page, or on
-        a page that brings no user not seen before (a server ignoring `offset`):
+        a page that brings no item not seen before (a server ignoring `offset`):
         going on could loop. A short page is not an end while `total` says more.
         """
         seen = set() if seen is None else seen
@@ -251,7 +335,7 @@ class KooDriveClient:
                     f"stopped after koodrive.max_pages={self._settings.max_pages}",
                     page=number,
                 )
-            page = self._fetch_parsed(self._body(offset, user_ids), number, deadline)
+            page = fetch_at(offset, number)
             new = page.count_new(seen)
             offset += page.size
             pages.append(page)
@@ -274,28 +358,36 @@ class KooDriveClient:
             # On a failure the remaining pages are not worth fetching.
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _body(self, offset: int, user_ids: list[str] | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"offset": offset, "limit": self._settings.page_size}
-        if user_ids is not None:
-            body["userIds"] = user_ids
-        return body
-
-    def _fetch_parsed(
-        self, body: dict[str, Any], number: int, deadline: float
-    ) -> ParsedPage:
-        page = self.fetch_page(body, number, deadline)
-        return parse_page(self._parser, page, number)
-
     def fetch_page(self, body: dict[str, Any], number: int, deadline: float) -> Page:
-        """POST one page request, retrying what is worth retrying until `deadline`."""
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        """POST one page of the users listing, with retries, until `deadline`."""
+        return self._fetch_rows(USERS, body, number, deadline)
+
+    def _fetch_rows(
+        self,
+        endpoint: Endpoint,
+        arguments: dict[str, Any],
+        number: int,
+        deadline: float,
+    ) -> Page:
+        document = self._request(endpoint, arguments, number, deadline)
+        rows = document.get(endpoint.items_key or "data")
+        return Page(rows=rows or [], total=_read_total(document.get("total"), number))
+
+    def _request(
+        self,
+        endpoint: Endpoint,
+        arguments: dict[str, Any],
+        number: int,
+        deadline: float,
+    ) -> dict[str, Any]:
+        """Call an endpoint, retrying what is worth retrying, until `deadline`."""
         attempt = 0
         renewed = False
         while True:
             attempt += 1
             trace_id = self._trace_ids()
             try:
-                return self._attempt(payload, number, trace_id, deadline)
+                return self._attempt(endpoint, arguments, number, trace_id, deadline)
             except ApiError as error:
                 if error.status == 401 and not renewed and self._renew_credentials():
                     renewed = True
@@ -305,9 +397,39 @@ class KooDriveClient:
             except _TransientError as transient:
                 self._backoff_or_raise(transient.error, True, attempt, deadline)
 
+    def _send(
+        self,
+        endpoint: Endpoint,
+        arguments: dict[str, Any],
+        trace_id: str,
+        timeout: float,
+    ) -> requests.Response:
+        headers = {"Accept": "application/json", "X-Traceid": trace_id}
+        options: dict[str, Any] = {}
+        if endpoint.method == "POST":
+            headers["Content-Type"] = "application/json"
+            options["data"] = json.dumps(arguments, separators=(",", ":")).encode()
+        else:
+            options["params"] = arguments
+        return self._session.request(
+            endpoint.method,
+            self._base + endpoint.path,
+            headers=headers,
+            auth=self._auth,
+            timeout=timeout,
+            verify=self._verify(),
+            allow_redirects=False,
+            **options,
+        )
+
     def _attempt(
-        self, payload: bytes, number: int, trace_id: str, deadline: float
-    ) -> Page:
+        self,
+        endpoint: Endpoint,
+        arguments: dict[str, Any],
+        number: int,
+        trace_id: str,
+        deadline: float,
+    ) -> dict[str, Any]:
         remaining = deadline - self._monotonic()
         if remaining <= 0:
             raise DeadlineExceededError(
@@ -316,98 +438,26 @@ class KooDriveClient:
         timeout = min(self._settings.timeout_seconds, remaining)
         started = self._monotonic()
         try:
-            response = self._session.post(
-                self._url,
-                data=payload,
-                headers={
-                    "Content-Type": "application/json",
-                    "Accept": "application/json",
-                    "X-Traceid": trace_id,
-                },
-                auth=self._auth,
-                timeout=timeout,
-                verify=self._verify(),
-                allow_redirects=False,
-            )
+            response = self._send(endpoint, arguments, trace_id, timeout)
         except CredentialError as exc:
             raise RefreshError("credentials", str(exc), trace_id=trace_id) from None
-        except requests.exceptions.SSLError:
-            self._count("tls", number, trace_id, started)
-            raise RefreshError(
-                "tls", "TLS handshake or certificate check failed", trace_id=trace_id
-            ) from None
-        except requests.Timeout:
-            self._count("timeout", number, trace_id, started)
-            error = RefreshError(
-                "timeout",
-                f"no answer within {timeout:.1f}s",
-                trace_id=trace_id,
-                page=number,
-            )
-            raise _TransientError(error) from None
-        except (
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ):
-            self._count("bad_response", number, trace_id, started)
-            error = RefreshError(
-                "bad_response", "body cut short", trace_id=trace_id, page=number
-            )
-            raise _TransientError(error) from None
-        except requests.ConnectionError as exc:
-            self._count("connection", number, trace_id, started)
-            error = RefreshError(
-                "connection", _connection_reason(exc), trace_id=trace_id, page=number
-            )
-            raise _TransientError(error) from None
         except requests.RequestException as exc:
-            self._count("connection", number, trace_id, started)
-            raise RefreshError(
-                "connection", type(exc).__name__, trace_id=trace_id, page=number
-            ) from None
+            outcome, error, transient = _transport_error(exc, timeout)
+            self._count(outcome, number, trace_id, started)
+            error.trace_id, error.page = trace_id, number
+            if transient:
+                raise _TransientError(error) from None
+            raise error from None
 
         with response:
             try:
-                page = self._decode(response, number, trace_id)
+                document = _decode(response, endpoint, number)
             except RefreshError as error:
+                error.trace_id = trace_id
                 self._count(error.reason, number, trace_id, started)
                 raise
         self._count("success", number, trace_id, started)
-        return page
-
-    def _decode(self, response: requests.Response, number: int, trace_id: str) -> Page:
-        status = response.status_code
-        if status != 200:
-            raise _http_error(response, number, trace_id)
-        try:
-            document = json.loads(response.content)
-        except (ValueError, RecursionError):
-            raise RefreshError(
-                "bad_response", "body is not valid JSON", trace_id=trace_id, page=number
-            ) from None
-        if not isinstance(document, dict) or "code" not in document:
-            raise RefreshError(
-                "bad_response", "body has no code field", trace_id=trace_id, page=number
-            )
-        code = document["code"]
-        if code not in (0, "0") or isinstance(code, bool):
-            raise ApiError(
-                "api_error",
-                f"code={code!r} msg={_short(document.get('msg'))}",
-                code=str(code),
-                trace_id=trace_id,
-                page=number,
-            )
-        rows = document.get("data")
-        if rows is None:
-            rows = []
-        if not isinstance(rows, list):
-            raise RefreshError(
-                "bad_response", "data is not a list", trace_id=trace_id, page=number
-            )
-        return Page(
-            rows=rows, total=_read_total(document.get("total"), number, trace_id)
-        )
+        return document
 
     def _backoff_or_raise(
         self, error: RefreshError, retryable: bool, attempt: int, deadline: float
@@ -486,7 +536,60 @@ class _TransientError(Exception):
         self.error = error
 
 
-def _http_error(response: requests.Response, number: int, trace_id: str) -> ApiError:
+def _transport_error(
+    exc: requests.RequestException, timeout: float
+) -> tuple[str, RefreshError, bool]:
+    """The outcome label, the error, and whether retrying may help."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        reason = "TLS handshake or certificate check failed"
+        return "tls", RefreshError("tls", reason), False
+    if isinstance(exc, requests.Timeout):
+        return (
+            "timeout",
+            RefreshError("timeout", f"no answer within {timeout:.1f}s"),
+            True,
+        )
+    cut_short = (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    )
+    if isinstance(exc, cut_short):
+        return "bad_response", RefreshError("bad_response", "body cut short"), True
+    if isinstance(exc, requests.ConnectionError):
+        return "connection", RefreshError("connection", _connection_reason(exc)), True
+    return "connection", RefreshError("connection", type(exc).__name__), False
+
+
+def _decode(response: requests.Response, endpoint: Endpoint, number: int) -> dict:
+    """The JSON document of a successful answer, or the error it carries."""
+    if response.status_code != 200:
+        raise _http_error(response, number)
+    try:
+        document = json.loads(response.content)
+    except (ValueError, RecursionError):
+        raise RefreshError(
+            "bad_response", "body is not valid JSON", page=number
+        ) from None
+    if not isinstance(document, dict) or "code" not in document:
+        raise RefreshError("bad_response", "body has no code field", page=number)
+    code = document["code"]
+    if code not in (0, "0") or isinstance(code, bool):
+        raise ApiError(
+            "api_error",
+            f"code={code!r} msg={_short(document.get('msg'))}",
+            code=str(code),
+            page=number,
+        )
+    if endpoint.items_key is not None:
+        rows = document.get(endpoint.items_key)
+        if rows is not None and not isinstance(rows, list):
+            reason = f"{endpoint.items_key} is not a list"
+            raise RefreshError("bad_response", reason, page=number)
+    _read_total(document.get("total"), number)
+    return document
+
+
+def _http_error(response: requests.Response, number: int) -> ApiError:
     status = response.status_code
     if status == 401:
         reason = "http_401"
@@ -504,7 +607,6 @@ def _http_error(response: requests.Response, number: int, trace_id: str) -> ApiE
         status=status,
         code=code,
         retry_after=_retry_after(response.headers.get("Retry-After")),
-        trace_id=trace_id,
         page=number,
     )
 
@@ -533,7 +635,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def _read_total(value: object, number: int, trace_id: str) -> int | None:
+def _read_total(value: object, number: int) -> int | None:
     if value is None:
         return None
     try:
@@ -542,14 +644,12 @@ def _read_total(value: object, number: int, trace_id: str) -> int | None:
         raise RefreshError(
             "bad_response",
             f"total is not a number: {_short(value)}",
-            trace_id=trace_id,
             page=number,
         ) from None
     if total < 0 or total != int(total):
         raise RefreshError(
             "bad_response",
             "total is not a whole number",
-            trace_id=trace_id,
             page=number,
         )
     return int(total)

@@ -10,7 +10,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,27 @@ UNIT_FACTORS: dict[str, int] = {
 }
 UNIT_NAMES = "bytes, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
 
+# Units of the neighbouring space APIs. Where KooDrive documents a unit it is
+# the default (overview: totalUsed in KB, quota in GB); the rest follow the
+# only worked example, which reads as usage in KB against capacities in GB.
+SPACE_UNIT_DEFAULTS: dict[str, dict[str, str]] = {
+    "overview": {
+        "totalCapacity": "GB",
+        "totalAllocation": "GB",
+        "totalUsed": "KB",
+        "quota": "GB",
+    },
+    "departments": {"capacity": "GB", "spaceUsed": "KB"},
+    "groups": {"capacity": "GB", "spaceUsed": "KB"},
+}
+
+COLLECTORS = ("users", "overview", "departments", "groups")
 REFRESH_MODES = ("on_scrape", "background")
 MAX_PAGE_SIZE = 100
 MAX_USER_IDS_PER_REQUEST = 50
 DEFAULT_TOKEN_PREFIX = "Bearer "  # noqa: S105 - a header prefix, not a secret
 
+_TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$")
 
 
@@ -91,6 +107,13 @@ class KooDriveSettings:
     max_pages: int = 10_000
     concurrency: int = 4
     retries: RetrySettings = field(default_factory=RetrySettings)
+    space_units: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: SPACE_UNIT_DEFAULTS
+    )
+
+    def factor(self, collector: str, api_field: str) -> int:
+        """Bytes per unit of one size field of the overview, departments or groups."""
+        return UNIT_FACTORS[self.space_units[collector][api_field].lower()]
 
     @property
     def quota_factor(self) -> int:
@@ -117,11 +140,29 @@ class RefreshSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """The whole validated configuration."""
+    """The whole validated configuration.
 
-    koodrive: KooDriveSettings
+    Either one tenant in `koodrive`, served on /metrics, or several in
+    `tenants`, each served on /probe?tenant=NAME.
+    """
+
+    koodrive: KooDriveSettings | None
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
     users: UserSelection = field(default_factory=UserSelection)
+    collectors: tuple[str, ...] = ("users",)
+    tenants: Mapping[str, KooDriveSettings] = field(default_factory=dict)
+
+    @property
+    def multi_tenant(self) -> bool:
+        """True when tenants are served by name on /probe."""
+        return bool(self.tenants)
+
+    def with_collectors(self, overrides: Mapping[str, bool]) -> Settings:
+        """These settings with collectors switched on or off (command-line flags)."""
+        enabled = [
+            name for name in COLLECTORS if overrides.get(name, name in self.collectors)
+        ]
+        return replace(self, collectors=tuple(enabled))
 
 
 def load_file(path: str | Path) -> Settings:
@@ -172,17 +213,60 @@ def load_text(text: str) -> Settings:
 def parse(document: object) -> Settings:
     """Validate a configuration mapping; raise ConfigError listing every problem."""
     reader = _Reader()
-    root = reader.mapping(document, "", ("koodrive", "refresh", "users"))
-    section = reader.section(root, "koodrive", required=True)
+    root = reader.mapping(
+        document, "", ("koodrive", "tenants", "refresh", "users", "collectors")
+    )
     koodrive = None
-    if "koodrive" not in reader.missing_sections:
-        koodrive = _parse_koodrive(reader, section)
+    tenants: dict[str, KooDriveSettings] = {}
+    if root.get("tenants") is not None:
+        tenants = _parse_tenants(reader, root["tenants"])
+        if root.get("koodrive") is not None:
+            reader.problem("koodrive", "set koodrive (one tenant) or tenants, not both")
+    else:
+        section = reader.section(root, "koodrive", required=True)
+        if "koodrive" not in reader.missing_sections:
+            koodrive = _parse_koodrive(reader, section)
     refresh = _parse_refresh(reader, reader.section(root, "refresh"))
     users = _parse_users(reader, reader.section(root, "users"))
+    collectors = _parse_collectors(reader, reader.section(root, "collectors"))
     if reader.problems:
         raise ConfigError(reader.problems)
-    assert koodrive is not None
-    return Settings(koodrive=koodrive, refresh=refresh, users=users)
+    return Settings(
+        koodrive=koodrive,
+        refresh=refresh,
+        users=users,
+        collectors=collectors,
+        tenants=tenants,
+    )
+
+
+def _parse_tenants(reader: _Reader, value: object) -> dict[str, KooDriveSettings]:
+    if not isinstance(value, Mapping) or not value:
+        reader.problem("tenants", "must map tenant names to their settings")
+        return {}
+    tenants = {}
+    for name, section in value.items():
+        if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+            reader.problem(
+                f"tenants.{name}", "names use letters, digits, '.', '_', '-'"
+            )
+            continue
+        settings = _parse_koodrive(reader, section, f"tenants.{name}")
+        if settings is not None:
+            tenants[name] = settings
+    return tenants
+
+
+def _parse_collectors(reader: _Reader, section: Mapping[str, Any]) -> tuple[str, ...]:
+    section = reader.mapping(section, "collectors", COLLECTORS)
+    enabled = tuple(
+        name
+        for name in COLLECTORS
+        if reader.boolean(section, f"collectors.{name}", name == "users")
+    )
+    if not enabled:
+        reader.problem("collectors", "enable at least one collector")
+    return enabled
 
 
 def parse_timezone(name: str) -> tzinfo:
@@ -216,7 +300,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _parse_koodrive(
-    reader: _Reader, section: Mapping[str, Any]
+    reader: _Reader, section: Mapping[str, Any], prefix: str = "koodrive"
 ) -> KooDriveSettings | None:
     known = (
         "url",
@@ -233,39 +317,42 @@ def _parse_koodrive(
         "concurrency",
         "retries",
     )
-    section = reader.mapping(section, "koodrive", known)
-    allow_http = reader.boolean(section, "koodrive.allow_insecure_http", False)
-    url = reader.url(section, "koodrive.url", allow_http=allow_http)
-    user_id = reader.identifier(section, "koodrive.user_id", required=True)
-    auth = _parse_auth(
-        reader, reader.section(section, "auth", "koodrive", required=True)
-    )
+    section = reader.mapping(section, prefix, known)
+    allow_http = reader.boolean(section, f"{prefix}.allow_insecure_http", False)
+    url = reader.url(section, f"{prefix}.url", allow_http=allow_http)
+    user_id = reader.identifier(section, f"{prefix}.user_id", required=True)
+    auth_section = reader.section(section, "auth", prefix, required=True)
+    auth = _parse_auth(reader, auth_section, prefix)
     page_size = reader.integer(
-        section, "koodrive.page_size", MAX_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
+        section, f"{prefix}.page_size", MAX_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
     )
-    timeout = reader.number(section, "koodrive.timeout_seconds", 10.0, low=0.1)
-    user_ids = reader.identifiers(section, "koodrive.user_ids")
+    timeout = reader.number(section, f"{prefix}.timeout_seconds", 10.0, low=0.1)
+    user_ids = reader.identifiers(section, f"{prefix}.user_ids")
     units = reader.mapping(
-        reader.section(section, "units", "koodrive"),
-        "koodrive.units",
-        ("quota", "used"),
+        reader.section(section, "units", prefix),
+        f"{prefix}.units",
+        ("quota", "used", *SPACE_UNIT_DEFAULTS),
     )
-    quota_unit = reader.unit(units, "koodrive.units.quota")
-    used_unit = reader.unit(units, "koodrive.units.used")
-    zone_name = reader.string(section, "koodrive.timezone", "UTC") or "UTC"
+    quota_unit = reader.unit(units, f"{prefix}.units.quota", "bytes")
+    used_unit = reader.unit(units, f"{prefix}.units.used", "bytes")
+    space_units = {
+        collector: _parse_space_units(reader, units, f"{prefix}.units", collector)
+        for collector in SPACE_UNIT_DEFAULTS
+    }
+    zone_name = reader.string(section, f"{prefix}.timezone", "UTC") or "UTC"
     zone = reader.check(
-        "koodrive.timezone", lambda: parse_timezone(zone_name), timezone.utc
+        f"{prefix}.timezone", lambda: parse_timezone(zone_name), timezone.utc
     )
     tls = reader.mapping(
-        reader.section(section, "tls", "koodrive"),
-        "koodrive.tls",
+        reader.section(section, "tls", prefix),
+        f"{prefix}.tls",
         ("ca_file", "insecure_skip_verify"),
     )
-    ca_file = reader.path(tls, "koodrive.tls.ca_file", must_exist=True)
-    skip_verify = reader.boolean(tls, "koodrive.tls.insecure_skip_verify", False)
-    max_pages = reader.integer(section, "koodrive.max_pages", 10_000, low=1)
-    concurrency = reader.integer(section, "koodrive.concurrency", 4, low=1, high=32)
-    retries = _parse_retries(reader, reader.section(section, "retries", "koodrive"))
+    ca_file = reader.path(tls, f"{prefix}.tls.ca_file", must_exist=True)
+    skip_verify = reader.boolean(tls, f"{prefix}.tls.insecure_skip_verify", False)
+    max_pages = reader.integer(section, f"{prefix}.max_pages", 10_000, low=1)
+    concurrency = reader.integer(section, f"{prefix}.concurrency", 4, low=1, high=32)
+    retries = _parse_retries(reader, reader.section(section, "retries", prefix), prefix)
     if url is None or user_id is None or auth is None:
         return None
     return KooDriveSettings(
@@ -285,10 +372,27 @@ def _parse_koodrive(
         max_pages=max_pages,
         concurrency=concurrency,
         retries=retries,
+        space_units=space_units,
     )
 
 
-def _parse_auth(reader: _Reader, section: Mapping[str, Any]) -> AuthSettings | None:
+def _parse_space_units(
+    reader: _Reader, units: Mapping[str, Any], prefix: str, collector: str
+) -> dict[str, str]:
+    defaults = SPACE_UNIT_DEFAULTS[collector]
+    key = f"{prefix}.{collector}"
+    section = reader.mapping(
+        reader.section(units, collector, prefix), key, tuple(defaults)
+    )
+    return {
+        name: reader.unit(section, f"{key}.{name}", default)
+        for name, default in defaults.items()
+    }
+
+
+def _parse_auth(
+    reader: _Reader, section: Mapping[str, Any], parent: str = "koodrive"
+) -> AuthSettings | None:
     known = (
         "token_file",
         "token_env",
@@ -297,7 +401,7 @@ def _parse_auth(reader: _Reader, section: Mapping[str, Any]) -> AuthSettings | N
         "app_secret_file",
         "app_secret_env",
     )
-    prefix = "koodrive.auth"
+    prefix = f"{parent}.auth"
     section = reader.mapping(section, prefix, known)
     token_file = reader.path(section, f"{prefix}.token_file")
     token_env = reader.env_name(section, f"{prefix}.token_env")
@@ -327,7 +431,7 @@ def _parse_auth(reader: _Reader, section: Mapping[str, Any]) -> AuthSettings | N
                 f"{prefix}.app_secret_file",
                 "app authentication needs app_secret_file or app_secret_env",
             )
-    elif not token_given and "auth" not in reader.missing_sections:
+    elif not token_given and prefix not in reader.missing_sections:
         reader.problem(
             prefix, "set token_file or token_env, or app_id with an app secret"
         )
@@ -341,8 +445,10 @@ def _parse_auth(reader: _Reader, section: Mapping[str, Any]) -> AuthSettings | N
     )
 
 
-def _parse_retries(reader: _Reader, section: Mapping[str, Any]) -> RetrySettings:
-    prefix = "koodrive.retries"
+def _parse_retries(
+    reader: _Reader, section: Mapping[str, Any], parent: str = "koodrive"
+) -> RetrySettings:
+    prefix = f"{parent}.retries"
     section = reader.mapping(
         section, prefix, ("max_attempts", "backoff_seconds", "max_backoff_seconds")
     )
@@ -476,7 +582,7 @@ class _Reader:
         if name not in parent or parent[name] is None:
             if required:
                 self.problem(key, "required section is missing")
-                self.missing_sections.add(name)
+                self.missing_sections.add(key)
             return {}
         return parent[name]
 
@@ -598,11 +704,11 @@ class _Reader:
             return default
         return value
 
-    def unit(self, section: Mapping[str, Any], key: str) -> str:
-        value = self.string(section, key, "bytes")
+    def unit(self, section: Mapping[str, Any], key: str, default: str) -> str:
+        value = self.string(section, key, default)
         if value.lower() not in UNIT_FACTORS:
             self.problem(key, f"must be one of {UNIT_NAMES}, got {value!r}")
-            return "bytes"
+            return default
         return value
 
     def path(

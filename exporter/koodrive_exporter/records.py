@@ -92,7 +92,11 @@ class RecordParser:
         if value < 0:
             errors.append(FieldError("used", user_id, "negative size"))
             return None
-        return value * self._used_factor
+        try:
+            return scaled(value, self._used_factor)
+        except ValueError as exc:
+            errors.append(FieldError("used", user_id, str(exc)))
+            return None
 
     def _time(
         self, row: dict, name: str, user_id: str, errors: list[FieldError]
@@ -112,6 +116,8 @@ def read_user_id(value: object) -> str:
     if isinstance(value, str):
         if not value:
             raise ValueError("empty user ID")
+        if not _encodable(value):
+            raise ValueError("user ID is not valid Unicode text")
         return value
     # json.loads keeps integers exact, so a 19-digit ID sent as a number is
     # safe; a float has already lost digits and cannot name a user reliably.
@@ -126,17 +132,27 @@ def read_number(value: object) -> float:
     """A finite number from a JSON number or a numeric string."""
     if isinstance(value, bool):
         raise ValueError("boolean where a number was expected")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and _NUMBER.match(value.strip()):
-        number = float(value.strip())
-    elif value is None or value == "":
+    if value is None or value == "":
         raise ValueError("missing value")
-    else:
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = value.strip()
+    elif not isinstance(value, (int, float)):
         raise ValueError(f"not a number: {_preview(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("number beyond the range of a float") from None
     if not math.isfinite(number):
         raise ValueError("not a finite number")
     return number
+
+
+def scaled(number: float, factor: float) -> float:
+    """`number` units of `factor` bytes; raises ValueError if that overflows."""
+    product = number * factor
+    if not math.isfinite(product):
+        raise ValueError("size beyond the range of a float once in bytes")
+    return product
 
 
 def read_quota(value: object, factor: float) -> float | None:
@@ -147,9 +163,9 @@ def read_quota(value: object, factor: float) -> float | None:
     """
     try:
         number = read_number(value)
+        return scaled(number, factor) if number > 0 else None
     except ValueError:
         return None
-    return number * factor if number > 0 else None
 
 
 def _is_unexpected_quota(value: object) -> bool:
@@ -173,7 +189,7 @@ def read_time(value: object, tz: tzinfo, *, end_of_day: bool = False) -> float:
     if isinstance(value, bool):
         raise ValueError("boolean where a time was expected")
     if isinstance(value, (int, float)):
-        return _epoch(float(value))
+        return _epoch(read_number(value))
     if not isinstance(value, str):
         raise ValueError(f"time of type {type(value).__name__}")
 
@@ -232,6 +248,108 @@ def _offset_zone(offset: str) -> tzinfo:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+def _encodable(text: str) -> bool:
+    # JSON may carry lone surrogates, which no label value can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _preview(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class TenantOverview:
+    """Tenant totals in bytes; None where the API sent nothing readable."""
+
+    capacity_bytes: float | None
+    allocated_bytes: float | None
+    used_bytes: float | None
+    quota_bytes: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceUsage:
+    """A department's or team space's quota, use and member count."""
+
+    space_id: str
+    name: str
+    quota_bytes: float | None
+    used_bytes: float | None
+    members: float | None
+
+
+# API field -> TenantOverview attribute.
+OVERVIEW_FIELDS = {
+    "totalCapacity": "capacity_bytes",
+    "totalAllocation": "allocated_bytes",
+    "totalUsed": "used_bytes",
+    "quota": "quota_bytes",
+}
+
+
+def read_overview(
+    document: object, factors: dict[str, float]
+) -> tuple[TenantOverview, list[FieldError]]:
+    """Tenant totals from the overview body (fields at the top or under `data`)."""
+    if isinstance(document, dict) and isinstance(document.get("data"), dict):
+        document = document["data"]
+    if not isinstance(document, dict):
+        return TenantOverview(None, None, None, None), [
+            FieldError("overview", None, "no overview object")
+        ]
+    errors: list[FieldError] = []
+    values: dict[str, float | None] = {}
+    for api_field, attribute in OVERVIEW_FIELDS.items():
+        values[attribute] = _size(document.get(api_field), factors[api_field])
+        if values[attribute] is None and api_field in document:
+            errors.append(
+                FieldError(f"overview.{api_field}", None, "not a non-negative number")
+            )
+    return TenantOverview(**values), errors
+
+
+class SpaceParser:
+    """Reads department or team-space rows with the configured units."""
+
+    def __init__(
+        self, kind: str, factors: dict[str, float], members_field: str
+    ) -> None:
+        self._kind = kind
+        self._factors = factors
+        self._members_field = members_field
+
+    def parse(self, row: object) -> tuple[SpaceUsage | None, list[FieldError]]:
+        """Read one row; a row without a readable ID yields no record."""
+        if not isinstance(row, dict):
+            return None, [FieldError(f"{self._kind}.row", None, "not an object")]
+        try:
+            space_id = read_user_id(row.get("id"))
+        except ValueError as exc:
+            return None, [FieldError(f"{self._kind}.id", None, str(exc))]
+        name = row.get("name")
+        name = name if isinstance(name, str) and _encodable(name) else ""
+
+        errors: list[FieldError] = []
+        quota = read_quota(row.get("capacity"), self._factors["capacity"])
+        used = _size(row.get("spaceUsed"), self._factors["spaceUsed"])
+        members = _size(row.get(self._members_field), 1)
+        for api_field, value in (("spaceUsed", used), (self._members_field, members)):
+            if value is None and row.get(api_field) is not None:
+                errors.append(
+                    FieldError(f"{self._kind}.{api_field}", space_id, "not a number")
+                )
+        return SpaceUsage(space_id, name, quota, used, members), errors
+
+
+def _size(value: object, factor: float) -> float | None:
+    """A non-negative size times `factor`, or None when absent or unreadable."""
+    try:
+        number = read_number(value)
+        return scaled(number, factor) if number >= 0 else None
+    except ValueError:
+        return None

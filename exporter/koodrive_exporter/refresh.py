@@ -130,6 +130,7 @@ class Refresher:
         deadline = started + self._settings.timeout_seconds
         try:
             listing = self._fetch(deadline)
+            return self._install_success(listing, started)
         except RefreshError as error:
             return self._install_failure(error, started)
         except Exception as exc:
@@ -137,7 +138,6 @@ class Refresher:
             log.exception("refresh crashed")
             error = RefreshError("internal_error", type(exc).__name__)
             return self._install_failure(error, started)
-        return self._install_success(listing, started)
 
     def reconfigure(self, fetch: Fetch, settings: RefreshSettings) -> None:
         """Use a new fetch and settings from the next refresh on; keep the state."""

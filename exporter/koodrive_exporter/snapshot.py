@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .records import UserQuota
 
 
 @dataclass(frozen=True)
 class Listing:
-    """What one complete pass over the API produced."""
+    """What one complete pass over a paged listing produced."""
 
-    users: tuple[UserQuota, ...]
+    items: tuple[Any, ...]
     pages: int
     record_errors: dict[str, int] = field(default_factory=dict)
     error_examples: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
     filtered: int = 0
     over_limit: int = 0
+
+    @property
+    def users(self) -> tuple[UserQuota, ...]:
+        """The items of a users listing."""
+        return self.items
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""KooDrive's per-user space usage API, served on loopback from a list of users.
+"""KooDrive's space usage APIs, served on loopback from a list of users.
 
 The simulator answers `POST /koodrive/ose/v1/space/usage/user` the way the
-public reference describes it, checks a token or an app signature, and can
-misbehave on purpose: queued faults and flags that make it page badly or
-lie about totals. Small control endpoints under `/_simulator/` let scripts
-queue faults and read counters while it runs.
+public reference describes it, and beside it the tenant overview and the
+department and group listings (`GET .../space/usage/overview`,
+`.../space/departmentList`, `.../space/groupList`), derived from the same
+users. It checks a token or an app signature, and can misbehave on purpose:
+queued faults and flags that make it page badly or lie about totals. Small
+control endpoints under `/_simulator/` let scripts queue faults and read
+counters while it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -36,7 +40,14 @@ from koodrive_exporter.simulator.faults import (
 from koodrive_exporter.simulator.listing import (
     PageRequestError,
     UserDirectory,
+    parse_page_query,
     parse_page_request,
+)
+from koodrive_exporter.simulator.spaces import (
+    DEFAULT_DEPARTMENTS,
+    DEFAULT_GROUPS,
+    TenantSpaces,
+    generate_groups,
 )
 from koodrive_exporter.simulator.wire import (
     CODE_GATEWAY_NOT_FOUND,
@@ -49,6 +60,9 @@ from koodrive_exporter.simulator.wire import (
 )
 
 API_PATH = "/koodrive/ose/v1/space/usage/user"
+OVERVIEW_PATH = "/koodrive/ose/v1/space/usage/overview"
+DEPARTMENTS_PATH = "/koodrive/ose/v1/space/departmentList"
+GROUPS_PATH = "/koodrive/ose/v1/space/groupList"
 FAULTS_PATH = "/_simulator/faults"
 STATS_PATH = "/_simulator/stats"
 
@@ -76,14 +90,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """One API path: its method, how it answers, and its wrong-shape payload."""
+
+    method: str
+    answer: Callable[[list[tuple[str, str]], bytes], Reply]
+    wrong_shape: dict[str, Any] | None = None
+
+
 class Simulator:
     """A KooDrive API double on a local port, with faults and paging quirks on demand.
 
     Behaviour flags may be changed while it runs: `ignore_offset` serves
     every page from offset 0, `omit_total` leaves `total` out, `page_cap`
-    serves at most that many rows per page whatever the `limit`,
-    `total_override` reports that total instead of the true one, and
-    `code_as_string` sends `"0"` instead of `0`.
+    serves at most that many rows per page whatever the `limit`, and
+    `code_as_string` sends `"0"` instead of `0`; these apply to the user,
+    department and group listings alike, and `code_as_string` to the
+    overview too. `total_override` reports that total instead of the true
+    one, in the user listing only.
+
+    Departments and groups: `departments` is how many departments the users
+    are spread over, `groups` how many team spaces `seed` generates, and
+    `tenant_capacity_gb` the tenant's fixed capacity, by default a quarter
+    more than the allocation at start, rounded up to a whole 1000 GB.
+    `quota_unit` and `used_unit` are the bytes in one unit of the users'
+    `quota` and `used`, for users scaled with `scale_units`.
     """
 
     def __init__(
@@ -99,6 +131,12 @@ class Simulator:
         latency_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
         allow_non_loopback: bool = False,
+        departments: int = DEFAULT_DEPARTMENTS,
+        groups: int = DEFAULT_GROUPS,
+        seed: int = 0,
+        tenant_capacity_gb: float | None = None,
+        quota_unit: int = 1,
+        used_unit: int = 1,
     ) -> None:
         host = host.strip("[]")
         if not allow_non_loopback and not is_loopback(host):
@@ -127,6 +165,30 @@ class Simulator:
             token=token, app_id=app_id, app_secret=app_secret, clock=clock
         )
         self._directory = UserDirectory(users)
+        self._department_count = departments
+        self._units = (quota_unit, used_unit)
+        self._groups = generate_groups(groups, seed=seed)
+        self._spaces = self._tenant_spaces(self._directory.users, tenant_capacity_gb)
+        # Later users change the allocation, never the tenant's capacity.
+        self._tenant_capacity_gb = self._spaces.tenant_capacity_gb
+        self._endpoints = {
+            API_PATH: _Endpoint("POST", self._answer_users),
+            OVERVIEW_PATH: _Endpoint(
+                "GET",
+                self._answer_overview,
+                {"code": 0, "msg": "success", "data": [{"x": 1}]},
+            ),
+            DEPARTMENTS_PATH: _Endpoint(
+                "GET",
+                self._answer_departments,
+                {"code": 0, "msg": "success", "total": 1, "departments": {"x": 1}},
+            ),
+            GROUPS_PATH: _Endpoint(
+                "GET",
+                self._answer_groups,
+                {"code": 0, "msg": "success", "total": 1, "groups": {"x": 1}},
+            ),
+        }
         self._stats_lock = threading.Lock()
         self._request_count = 0
         self._requests: deque[dict[str, Any]] = deque(maxlen=RECORDED_REQUESTS_LIMIT)
@@ -137,14 +199,42 @@ class Simulator:
     # Run-time changes and counters.
 
     def set_users(self, users: Sequence[dict[str, Any]]) -> None:
-        """Serve these users from the next request on."""
-        # Handlers read the directory reference once, so swapping it is enough.
-        self._directory = UserDirectory(users)
+        """Serve these users, and departments and totals from them, from now on."""
+        directory = UserDirectory(users)
+        spaces = self._tenant_spaces(directory.users, self._tenant_capacity_gb)
+        # Handlers read each reference once, so swapping them is enough.
+        self._directory = directory
+        self._spaces = spaces
 
     @property
     def users(self) -> list[dict[str, Any]]:
         """The users being served, in listing order."""
         return list(self._directory.users)
+
+    def departments(self) -> list[dict[str, Any]]:
+        """The departments as the department listing serves them, in id order."""
+        return [dict(row) for row in self._spaces.departments]
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The groups (team spaces) as the group listing serves them."""
+        return [dict(row) for row in self._spaces.groups]
+
+    def overview(self) -> dict[str, float]:
+        """The tenant totals the overview serves under `data`."""
+        return dict(self._spaces.overview)
+
+    def _tenant_spaces(
+        self, users: Sequence[dict[str, Any]], tenant_capacity_gb: float | None
+    ) -> TenantSpaces:
+        quota_unit, used_unit = self._units
+        return TenantSpaces(
+            users,
+            departments=self._department_count,
+            groups=self._groups,
+            tenant_capacity_gb=tenant_capacity_gb,
+            quota_unit=quota_unit,
+            used_unit=used_unit,
+        )
 
     def set_token(self, token: str | None) -> None:
         """Accept this token from the next request on; None turns token checks off."""
@@ -233,8 +323,9 @@ class Simulator:
         """Answer one HTTP request; None means: close the connection unanswered."""
         path, _, query = target.partition("?")
         path = urlsplit(path).path or "/"
-        if path == API_PATH:
-            return self._serve_api(method, path, query, list(headers), body)
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            return self._serve_api(endpoint, method, path, query, list(headers), body)
         if path == FAULTS_PATH:
             return self._serve_faults(method, body)
 
@@ -247,6 +338,7 @@ class Simulator:
 
     def _serve_api(
         self,
+        endpoint: _Endpoint,
         method: str,
         path: str,
         query: str,
@@ -267,7 +359,7 @@ class Simulator:
             self._request_count += 1
             self._requests.append(record)
 
-        reply = self._answer_api(method, path, query, lowered, body)
+        reply = self._answer_api(endpoint, method, path, query, lowered, body)
         if reply is not None:
             if "x-traceid" in lowered:
                 reply.headers["X-Traceid"] = lowered["x-traceid"]
@@ -275,29 +367,41 @@ class Simulator:
         return reply
 
     def _answer_api(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+        self,
+        endpoint: _Endpoint,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
     ) -> Reply | None:
-        if method != "POST":
-            return _method_not_allowed("POST")
+        if method != endpoint.method:
+            return _method_not_allowed(endpoint.method)
         if self.latency_seconds > 0 and self._stopping.wait(self.latency_seconds):
             return None
 
         fault = self.faults.pop()
         if fault is not None:
-            replacement = fault_reply(fault)
+            replacement = fault_reply(fault, wrong_shape=endpoint.wrong_shape)
             if replacement is not None:
                 return replacement
             if fault.kind in DELAYING_KINDS and self._stopping.wait(fault.wait_seconds):
                 return None
 
-        reply = self._answer_page(path, query, headers, body)
+        reply = self._answer_checked(endpoint, path, query, headers, body)
         if fault is not None and fault.kind == "truncated":
             reply.truncate = True
         return reply
 
-    def _answer_page(
-        self, path: str, query: str, headers: dict[str, str], body: bytes
+    def _answer_checked(
+        self,
+        endpoint: _Endpoint,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
     ) -> Reply:
+        """Check the mandatory headers and the credentials, then answer."""
         missing = [
             _HEADER_NAMES[name] for name in REQUIRED_HEADERS if not headers.get(name)
         ]
@@ -306,30 +410,76 @@ class Simulator:
             return error_reply(400, CODE_INVALID_PARAMETER, msg)
 
         query_pairs = parse_qsl(query, keep_blank_values=True)
-        reason = self._auth.check("POST", unquote(path), query_pairs, headers, body)
+        reason = self._auth.check(
+            endpoint.method, unquote(path), query_pairs, headers, body
+        )
         if reason is not None:
             logger.debug("api request rejected reason=%r", reason)
             return error_reply(401, CODE_GATEWAY_UNAUTHORIZED, reason)
 
         try:
-            page = parse_page_request(body, self.max_page_size)
+            return endpoint.answer(query_pairs, body)
         except PageRequestError as error:
             msg = f"parameter validation failed: {error}"
             return error_reply(400, CODE_INVALID_PARAMETER, msg)
 
+    def _answer_users(self, query_pairs: list[tuple[str, str]], body: bytes) -> Reply:
+        page = parse_page_request(body, self.max_page_size)
         listing = self._directory.select(page.user_ids)
-        offset = 0 if self.ignore_offset else page.offset
-        page_cap = self.page_cap
-        size = page.limit if page_cap is None else max(0, min(page.limit, page_cap))
         payload: dict[str, Any] = {
-            "code": "0" if self.code_as_string else 0,
+            "code": self._success_code(),
             "msg": "success",
-            "data": list(listing[offset : offset + size]),
+            "data": self._page(listing, page.offset, page.limit),
         }
         if not self.omit_total:
             override = self.total_override
             payload["total"] = len(listing) if override is None else override
         return json_reply(200, payload)
+
+    def _answer_overview(
+        self, query_pairs: list[tuple[str, str]], body: bytes
+    ) -> Reply:
+        payload = {
+            "code": self._success_code(),
+            "msg": "success",
+            "data": self._spaces.overview,
+        }
+        return json_reply(200, payload)
+
+    def _answer_departments(
+        self, query_pairs: list[tuple[str, str]], body: bytes
+    ) -> Reply:
+        page = parse_page_query(query_pairs, self.max_page_size)
+        listing = self._spaces.find_departments(page.key_word)
+        return self._listing_reply("departments", listing, page.offset, page.limit)
+
+    def _answer_groups(self, query_pairs: list[tuple[str, str]], body: bytes) -> Reply:
+        page = parse_page_query(query_pairs, self.max_page_size)
+        listing = self._spaces.groups
+        return self._listing_reply("groups", listing, page.offset, page.limit)
+
+    def _listing_reply(
+        self, key: str, listing: Sequence[dict[str, Any]], offset: int, limit: int
+    ) -> Reply:
+        """A department or group page: `code`, `msg`, `total` and the rows."""
+        payload: dict[str, Any] = {"code": self._success_code(), "msg": "success"}
+        if not self.omit_total:
+            payload["total"] = len(listing)
+        payload[key] = self._page(listing, offset, limit)
+        return json_reply(200, payload)
+
+    def _page(
+        self, listing: Sequence[dict[str, Any]], offset: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The rows of one page, as the paging flags in force serve it."""
+        if self.ignore_offset:
+            offset = 0
+        page_cap = self.page_cap
+        size = limit if page_cap is None else max(0, min(limit, page_cap))
+        return list(listing[offset : offset + size])
+
+    def _success_code(self) -> int | str:
+        return "0" if self.code_as_string else 0
 
     def _serve_faults(self, method: str, body: bytes) -> Reply:
         if method == "GET":
@@ -363,7 +513,12 @@ class Simulator:
             f"KooDrive API simulator (koodrive-exporter {__version__})",
             "",
             f"API:     POST {API_PATH}",
+            f"         GET {OVERVIEW_PATH}",
+            f"         GET {DEPARTMENTS_PATH}?offset=&limit=&keyWord=",
+            f"         GET {GROUPS_PATH}?offset=&limit=",
             f"users:   {len(self._directory)}",
+            f"departments: {len(self._spaces.departments)}, "
+            f"groups: {len(self._spaces.groups)}",
             f"auth:    {auth}",
             f"faults:  GET, POST, DELETE {FAULTS_PATH}",
             f"stats:   GET {STATS_PATH}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import yaml
 
 from koodrive_exporter import __version__
 from koodrive_exporter.simulator.app import API_PATH, Simulator, is_loopback
+from koodrive_exporter.simulator.spaces import DEFAULT_DEPARTMENTS, DEFAULT_GROUPS
 from koodrive_exporter.simulator.tenant import (
     UNITS,
     generate_users,
@@ -64,12 +66,20 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _gigabytes(value: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of GB > 0: {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The simulator's command-line flags."""
     parser = argparse.ArgumentParser(
         prog="koodrive-simulator",
         description=(
-            f"Serve a simulated KooDrive tenant on POST {API_PATH}, "
+            f"Serve a simulated KooDrive tenant on POST {API_PATH}, with the "
+            "tenant overview and the department and group listings beside it, "
             "for running, testing and benchmarking koodrive-exporter offline."
         ),
     )
@@ -91,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     tenant.add_argument(
         "--users", type=_count, default=200, metavar="N", help="users to generate"
     )
-    tenant.add_argument("--seed", type=int, default=0, help="seed of generated users")
+    tenant.add_argument(
+        "--seed", type=int, default=0, help="seed of generated users and groups"
+    )
     tenant.add_argument(
         "--users-file",
         type=Path,
@@ -104,6 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tenant.add_argument(
         "--used-unit", choices=unit_names, default="bytes", help="unit of `used`"
+    )
+    tenant.add_argument(
+        "--departments",
+        type=_positive,
+        default=DEFAULT_DEPARTMENTS,
+        metavar="N",
+        help=f"departments the users are spread over (default {DEFAULT_DEPARTMENTS})",
+    )
+    tenant.add_argument(
+        "--groups",
+        type=_count,
+        default=DEFAULT_GROUPS,
+        metavar="N",
+        help=f"team spaces to generate from the seed (default {DEFAULT_GROUPS})",
+    )
+    tenant.add_argument(
+        "--tenant-capacity-gb",
+        type=_gigabytes,
+        metavar="X",
+        help=(
+            "tenant capacity in GB (default: a quarter more than the users' "
+            "quotas and the groups' capacities, rounded up to 1000 GB)"
+        ),
     )
 
     auth = parser.add_argument_group("authentication (none when no flag is given)")
@@ -205,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
             max_page_size=args.max_page_size,
             latency_seconds=args.latency,
             allow_non_loopback=args.allow_non_loopback,
+            departments=args.departments,
+            groups=args.groups,
+            seed=args.seed,
+            tenant_capacity_gb=args.tenant_capacity_gb,
+            quota_unit=UNITS[args.quota_unit],
+            used_unit=UNITS[args.used_unit],
         )
     except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
         logger.error("simulator cannot start reason=%r", str(error))
@@ -226,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("simulator reachable from other machines host=%s", host)
     logger.info(
         "simulator started url=%s users=%d auth=%s max_page_size=%d latency_seconds=%g "
-        "page_cap=%s quota_unit=%s used_unit=%s",
+        "page_cap=%s quota_unit=%s used_unit=%s departments=%d groups=%d "
+        "tenant_capacity_gb=%s",
         simulator.url,
         len(users),
         ",".join(simulator.auth_kinds) or "none",
@@ -235,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         args.page_cap,
         args.quota_unit,
         args.used_unit,
+        args.departments,
+        args.groups,
+        simulator.overview()["totalCapacity"],
     )
     try:
         while not stop.wait(1.0):

@@ -59,8 +59,9 @@ class Fault:
     set to `retry_after` when given, `slow` and `hang` (wait `delay` seconds,
     30 for `hang` when no delay is given, then answer normally), `truncated`
     (the normal answer, its body cut in half and the connection closed),
-    `malformed` (an HTML page) and `wrong_shape` (JSON whose `data` is not a
-    list).
+    `malformed` (an HTML page) and `wrong_shape` (a successful JSON answer
+    whose payload has the wrong type: by default `data` is an object where
+    the user listing has a list; each endpoint may give its own).
     """
 
     kind: str
@@ -165,8 +166,21 @@ class FaultQueue:
             return len(self._entries)
 
 
-def fault_reply(fault: Fault) -> Reply | None:
-    """The reply that replaces the normal answer, or None for kinds that do not."""
+# The `wrong_shape` answer of the user listing: `data` should be a list.
+WRONG_SHAPE_PAYLOAD: dict[str, Any] = {"code": 0, "msg": "success", "data": {"x": 1}}
+
+
+def fault_reply(
+    fault: Fault, *, wrong_shape: dict[str, Any] | None = None
+) -> Reply | None:
+    """The reply that replaces the normal answer, or None for kinds that do not.
+
+    `wrong_shape` is the payload a `wrong_shape` fault sends, for endpoints
+    whose answer has another shape than the user listing's.
+    """
+    if fault.kind == "wrong_shape":
+        payload = WRONG_SHAPE_PAYLOAD if wrong_shape is None else wrong_shape
+        return json_reply(_pick(fault.status, 200), payload)
     build = _REPLACEMENTS.get(fault.kind)
     return None if build is None else build(fault)
 
@@ -205,11 +219,6 @@ def _malformed_reply(fault: Fault) -> Reply:
     return Reply(_pick(fault.status, 200), _GATEWAY_PAGE, content_type="text/html")
 
 
-def _wrong_shape_reply(fault: Fault) -> Reply:
-    payload = {"code": 0, "msg": "success", "data": {"x": 1}}
-    return json_reply(_pick(fault.status, 200), payload)
-
-
 _REPLACEMENTS: dict[str, Callable[[Fault], Reply]] = {
     "status": _status_reply,
     "code": _code_reply,
@@ -217,7 +226,6 @@ _REPLACEMENTS: dict[str, Callable[[Fault], Reply]] = {
     "rate_limited": _rate_limited_reply,
     "unavailable": _unavailable_reply,
     "malformed": _malformed_reply,
-    "wrong_shape": _wrong_shape_reply,
 }
 
 

@@ -1,9 +1,14 @@
-"""The user listing the API pages over, and the validation of a page request."""
+"""The user listing the API pages over, and the validation of page requests.
+
+The per-user listing takes its page in a JSON body; the department and group
+listings take theirs in the query string. Both follow the same rules.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +64,59 @@ def parse_page_request(body: bytes, max_page_size: int) -> PageRequest:
         user_ids = tuple(user_ids)
 
     return PageRequest(user_ids=user_ids, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class QueryPageRequest:
+    """A validated query string: page size, offset and optional name filter."""
+
+    limit: int
+    offset: int
+    key_word: str | None
+
+
+def parse_page_query(
+    pairs: Iterable[tuple[str, str]], max_page_size: int
+) -> QueryPageRequest:
+    """Read and check `offset`, `limit` and `keyWord`, all optional.
+
+    Each may appear once; other parameters are ignored.
+    """
+    seen: dict[str, str] = {}
+    for name, value in pairs:
+        if name in ("offset", "limit", "keyWord"):
+            if name in seen:
+                raise PageRequestError(f"{name} must be given at most once")
+            seen[name] = value
+
+    limit_rule = f"limit must be an integer from 1 to {max_page_size}"
+    limit = _query_int(seen.get("limit"), limit_rule)
+    if limit is None:
+        limit = DEFAULT_LIMIT
+    elif not 1 <= limit <= max_page_size:
+        raise PageRequestError(limit_rule)
+
+    offset = _query_int(seen.get("offset"), "offset must be an integer >= 0")
+    if offset is None:
+        offset = 0
+
+    return QueryPageRequest(limit=limit, offset=offset, key_word=seen.get("keyWord"))
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _query_int(text: str | None, rule: str) -> int | None:
+    """A non-negative integer written in ASCII digits, or None when absent."""
+    if text is None:
+        return None
+    if not _DIGITS.fullmatch(text):
+        raise PageRequestError(rule)
+    try:
+        return int(text)
+    except ValueError:
+        # Python refuses to read integers of thousands of digits.
+        raise PageRequestError(rule) from None
 
 
 def _is_int(value: Any) -> bool:
