@@ -8,6 +8,7 @@ import time
 import pytest
 
 from helpers import parse_samples
+from koodrive_exporter.collectors import users_source
 from koodrive_exporter.config import RefreshSettings
 from koodrive_exporter.errors import RefreshError
 from koodrive_exporter.records import UserQuota
@@ -49,7 +50,7 @@ class ScriptedFetch:
 
 def make_refresher(fetch, clock: FakeClock, **settings: float | str) -> Refresher:
     return Refresher(
-        fetch,
+        [users_source(fetch)],
         RefreshSettings(**settings),
         ApiStats(),
         monotonic=clock,
@@ -140,7 +141,7 @@ def test_concurrent_scrapes_wait_on_one_refresh_and_get_its_result() -> None:
         return listing_of("a", "b", "c")
 
     refresher = Refresher(
-        slow_fetch, RefreshSettings(min_interval_seconds=60), ApiStats()
+        [users_source(slow_fetch)], RefreshSettings(min_interval_seconds=60), ApiStats()
     )
     results = []
     threads = [
@@ -170,7 +171,9 @@ def test_a_scrape_past_its_deadline_serves_the_last_snapshot() -> None:
             return listing_of("new")
         return fetch_results.pop()
 
-    refresher = Refresher(fetch, RefreshSettings(min_interval_seconds=0), ApiStats())
+    refresher = Refresher(
+        [users_source(fetch)], RefreshSettings(min_interval_seconds=0), ApiStats()
+    )
     refresher.refresh_now()
 
     exposition = refresher.scrape(deadline=time.monotonic() + 0.05)

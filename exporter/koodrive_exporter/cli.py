@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -17,10 +17,13 @@ import requests
 from . import __version__, config, logs
 from .auth import build_auth
 from .client import KooDriveClient
+from .collectors import Source, build_sources
+from .config import COLLECTORS
 from .demo import start_demo
 from .errors import ConfigError
+from .exposition import ExporterInfoCollector, exposition_of, render
 from .refresh import Refresher
-from .server import ExporterServer, LandingInfo, WebApp
+from .server import ExporterServer, LandingInfo, TenantInfo, WebApp
 from .stats import ApiStats
 from .webconfig import WebGuard
 
@@ -31,24 +34,34 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Exporter:
-    """The wired exporter: refresher and HTTP server, ready to start."""
+class Tenant:
+    """One tenant's refresher and the HTTP session its client uses."""
 
     refresher: Refresher
+    session: requests.Session
+
+
+@dataclass
+class Exporter:
+    """The wired exporter: one refresher per tenant and the HTTP server."""
+
     server: ExporterServer
     app: WebApp
-    session: requests.Session
-    stats: ApiStats
     settings: config.Settings
+    tenants: dict[str, Tenant]
     config_file: Path | None = None
+    collector_flags: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def refresher(self) -> Refresher:
+        """The refresher of the single tenant (or of the first one)."""
+        return next(iter(self.tenants.values())).refresher
 
     def start(self) -> None:
         """Serve HTTP and start refreshing (a first refresh begins at once)."""
         self.server.start()
-        if self.refresher.background:
-            self.refresher.start_background()
-        else:
-            self.refresher.trigger()
+        for tenant in self.tenants.values():
+            _start_refreshing(tenant.refresher)
 
     def reload(self) -> None:
         """Re-read the configuration file; on any error keep the running one."""
@@ -62,18 +75,35 @@ class Exporter:
                 extra={"fields": {"problems": _problems(exc)}},
             )
             raise
-        client, session = _make_client(settings, self.stats)
-        self.refresher.reconfigure(client.list_users, settings.refresh)
+        settings = settings.with_collectors(self.collector_flags)
+        wanted = _tenant_settings(settings)
+        tenants: dict[str, Tenant] = {}
+        for name, tenant_settings in wanted.items():
+            existing = self.tenants.get(name)
+            if existing is None:
+                tenants[name] = _make_tenant(tenant_settings, settings)
+                _start_refreshing(tenants[name].refresher)
+                continue
+            stats = existing.refresher.stats
+            sources, session = _make_sources(tenant_settings, settings, stats)
+            existing.refresher.reconfigure(sources, settings.refresh)
+            existing.session.close()
+            tenants[name] = Tenant(existing.refresher, session)
+        for name, tenant in self.tenants.items():
+            if name not in wanted:
+                tenant.refresher.stop()
+                tenant.session.close()
+        self.tenants, self.settings = tenants, settings
+        self.app.refreshers = {name: t.refresher for name, t in tenants.items()}
         self.app.landing = _landing(settings)
-        old_session, self.session, self.settings = self.session, session, settings
-        old_session.close()
         log.info("configuration reloaded", extra={"fields": {"file": self.config_file}})
 
     def stop(self) -> None:
-        """Stop serving and refreshing, and close the API session."""
+        """Stop serving and refreshing, and close the API sessions."""
         self.server.stop()
-        self.refresher.stop()
-        self.session.close()
+        for tenant in self.tenants.values():
+            tenant.refresher.stop()
+            tenant.session.close()
 
 
 def build_exporter(
@@ -85,11 +115,15 @@ def build_exporter(
     web_config_file: Path | None = None,
     config_file: Path | None = None,
     enable_lifecycle: bool = False,
+    collector_flags: dict[str, bool] | None = None,
 ) -> Exporter:
-    """Wire client, refresher and server from validated settings."""
-    stats = ApiStats()
-    client, session = _make_client(settings, stats)
-    refresher = Refresher(client.list_users, settings.refresh, stats)
+    """Wire clients, refreshers and the server from validated settings."""
+    collector_flags = collector_flags or {}
+    settings = settings.with_collectors(collector_flags)
+    tenants = {
+        name: _make_tenant(tenant_settings, settings)
+        for name, tenant_settings in _tenant_settings(settings).items()
+    }
     guard = WebGuard(web_config_file)
     exporter: Exporter | None = None
 
@@ -97,37 +131,77 @@ def build_exporter(
         assert exporter is not None
         exporter.reload()
 
+    own_metrics = exposition_of(
+        (render(ExporterInfoCollector(__version__, len(settings.tenants))),)
+    )
     app = WebApp(
-        refresher,
+        {name: tenant.refresher for name, tenant in tenants.items()},
         _landing(settings),
         telemetry_path=telemetry_path,
         scrape_timeout_seconds=settings.refresh.scrape_timeout_seconds,
         scrape_timeout_margin_seconds=settings.refresh.scrape_timeout_margin_seconds,
         reload=reload if enable_lifecycle else None,
+        own_metrics=own_metrics,
     )
     server = ExporterServer(app, host, port, guard)
     exporter = Exporter(
-        refresher, server, app, session, stats, settings, config_file=config_file
+        server,
+        app,
+        settings,
+        tenants,
+        config_file=config_file,
+        collector_flags=collector_flags,
     )
     return exporter
 
 
-def _make_client(
-    settings: config.Settings, stats: ApiStats
-) -> tuple[KooDriveClient, requests.Session]:
+def _tenant_settings(settings: config.Settings) -> dict[str, config.KooDriveSettings]:
+    if settings.multi_tenant:
+        return dict(settings.tenants)
+    assert settings.koodrive is not None
+    return {"": settings.koodrive}
+
+
+def _make_tenant(
+    tenant_settings: config.KooDriveSettings, settings: config.Settings
+) -> Tenant:
+    stats = ApiStats()
+    sources, session = _make_sources(tenant_settings, settings, stats)
+    return Tenant(Refresher(sources, settings.refresh, stats), session)
+
+
+def _make_sources(
+    tenant_settings: config.KooDriveSettings,
+    settings: config.Settings,
+    stats: ApiStats,
+) -> tuple[list[Source], requests.Session]:
     session = requests.Session()
     session.headers["User-Agent"] = f"koodrive-exporter/{__version__}"
-    auth = build_auth(settings.koodrive.auth, settings.koodrive.user_id)
+    auth = build_auth(tenant_settings.auth, tenant_settings.user_id)
     client = KooDriveClient(
-        settings.koodrive, session, auth, stats, selection=settings.users
+        tenant_settings, session, auth, stats, selection=settings.users
     )
-    return client, session
+    return build_sources(client, settings.collectors), session
+
+
+def _start_refreshing(refresher: Refresher) -> None:
+    if refresher.background:
+        refresher.start_background()
+    else:
+        refresher.trigger()
 
 
 def _landing(settings: config.Settings) -> LandingInfo:
+    tenants = {
+        name: TenantInfo(
+            api_url=tenant.url,
+            auth_kind=tenant.auth.kind,
+            collectors=settings.collectors,
+        )
+        for name, tenant in _tenant_settings(settings).items()
+    }
     return LandingInfo(
-        api_url=settings.koodrive.url,
-        auth_kind=settings.koodrive.auth.kind,
+        tenants=tenants,
         refresh_mode=settings.refresh.mode,
         min_interval_seconds=settings.refresh.min_interval_seconds,
     )
@@ -202,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="logfmt",
         help="log line format (default: %(default)s)",
     )
+    for name in COLLECTORS:
+        default = "on" if name == "users" else "off"
+        parser.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"enable the {name} collector (default from config, else {default})",
+        )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -257,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 web_config_file=_optional_path(args.web_config_file),
                 config_file=config_file,
                 enable_lifecycle=args.enable_lifecycle,
+                collector_flags=_collector_flags(args),
             )
         except ConfigError as exc:
             print(exc, file=sys.stderr)
@@ -270,6 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_until_signalled(exporter, args.telemetry_path)
     log.info("stopped")
     return 0
+
+
+def _collector_flags(args: argparse.Namespace) -> dict[str, bool]:
+    flags = {name: getattr(args, f"collector_{name}") for name in COLLECTORS}
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -296,6 +385,7 @@ def _run_until_signalled(exporter: Exporter, telemetry_path: str) -> None:
     signal.signal(signal.SIGHUP, lambda number, frame: actions.put("reload"))
     exporter.start()
     settings = exporter.settings
+    tenants = _tenant_settings(settings)
     log.info(
         "exporter started",
         extra={
@@ -304,8 +394,9 @@ def _run_until_signalled(exporter: Exporter, telemetry_path: str) -> None:
                 "port": exporter.server.port,
                 "tls": exporter.server.tls,
                 "telemetry_path": telemetry_path,
-                "api_url": settings.koodrive.url,
-                "auth": settings.koodrive.auth.kind,
+                "tenants": ",".join(name or "default" for name in tenants),
+                "api_url": ",".join(tenant.url for tenant in tenants.values()),
+                "collectors": ",".join(settings.collectors),
                 "mode": settings.refresh.mode,
             }
         },
@@ -327,8 +418,12 @@ def _check_config(path: str, web_config_file: str | None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    kind = settings.koodrive.auth.kind
-    print(f"{path}: configuration is valid ({kind} authentication)")
+    tenants = _tenant_settings(settings)
+    kinds = ", ".join(sorted({tenant.auth.kind for tenant in tenants.values()}))
+    print(
+        f"{path}: configuration is valid ({len(tenants)} tenant(s), "
+        f"{kinds} authentication, collectors: {', '.join(settings.collectors)})"
+    )
     return 0
 
 

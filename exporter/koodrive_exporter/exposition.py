@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .records import UserQuota
+from .records import SpaceUsage, TenantOverview, UserQuota
 from .snapshot import RefreshStatus
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -124,6 +124,15 @@ class StatusCollector(Collector):
             "reason",
             status.users_dropped,
         )
+        if status.collectors:
+            collector_up = GaugeMetricFamily(
+                "koodrive_collector_up",
+                "1 when the collector's last fetch succeeded, else 0.",
+                labels=["collector"],
+            )
+            for name, up in status.collectors.items():
+                collector_up.add_metric([name], 1.0 if up else 0.0)
+            yield collector_up
         build = GaugeMetricFamily(
             "koodrive_exporter_build_info",
             "Build information of koodrive-exporter; always 1.",
@@ -131,6 +140,101 @@ class StatusCollector(Collector):
         )
         build.add_metric([status.version], 1.0)
         yield build
+
+
+class OverviewCollector(Collector):
+    """Tenant totals from the overview API.
+
+    Sample output:
+        koodrive_tenant_capacity_bytes 1.2e+13
+        koodrive_tenant_used_bytes 3.4e+12
+    """
+
+    FAMILIES = (
+        (
+            "koodrive_tenant_capacity_bytes",
+            "Tenant storage capacity.",
+            "capacity_bytes",
+        ),
+        (
+            "koodrive_tenant_allocated_bytes",
+            "Space allocated to users and team spaces as quotas.",
+            "allocated_bytes",
+        ),
+        ("koodrive_tenant_used_bytes", "Space used in the tenant.", "used_bytes"),
+        ("koodrive_tenant_quota_bytes", "The tenant's purchased quota.", "quota_bytes"),
+    )
+
+    def __init__(self, overview: TenantOverview) -> None:
+        self._overview = overview
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one gauge per total the API sent."""
+        for name, documentation, attribute in self.FAMILIES:
+            value = getattr(self._overview, attribute)
+            if value is not None:
+                yield _gauge(name, documentation + " In bytes.", value)
+
+
+class SpacesCollector(Collector):
+    """Departments or team spaces: quota, used bytes and members per space.
+
+    Sample output:
+        koodrive_department_used_bytes{department_id="d1",department="Sales"} 5e+09
+    """
+
+    def __init__(self, kind: str, members_metric: str, spaces: Sequence[SpaceUsage]):
+        self._kind = kind
+        self._members_metric = members_metric
+        self._spaces = spaces
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield quota, used and member gauges labelled by ID and name."""
+        kind = self._kind
+        labels = [f"{kind}_id", kind]
+        families = (
+            (
+                f"koodrive_{kind}_quota_bytes",
+                f"Quota of the {kind} in bytes.",
+                "quota_bytes",
+            ),
+            (
+                f"koodrive_{kind}_used_bytes",
+                f"Space used by the {kind} in bytes.",
+                "used_bytes",
+            ),
+            (self._members_metric, f"Members of the {kind}.", "members"),
+        )
+        for name, documentation, attribute in families:
+            family = GaugeMetricFamily(name, documentation, labels=labels)
+            for space in self._spaces:
+                value = getattr(space, attribute)
+                if value is not None:
+                    family.add_metric([space.space_id, space.name], value)
+            yield family
+
+
+class ExporterInfoCollector(Collector):
+    """The exporter's own metrics when tenants are served on /probe."""
+
+    def __init__(self, version: str, tenants: int) -> None:
+        self._version = version
+        self._tenants = tenants
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the build information and the number of tenants configured."""
+        build = GaugeMetricFamily(
+            "koodrive_exporter_build_info",
+            "Build information of koodrive-exporter; always 1.",
+            labels=["version"],
+        )
+        build.add_metric([self._version], 1.0)
+        yield build
+        yield _gauge(
+            "koodrive_exporter_tenants",
+            "Tenants configured, each served on /probe?tenant=NAME.",
+            self._tenants,
+        )
 
 
 @dataclass(frozen=True)

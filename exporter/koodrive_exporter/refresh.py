@@ -1,9 +1,11 @@
 """The current snapshot and how it is renewed: single-flight, throttled, bounded.
 
 Scrapes never build anything: they read an immutable `State` through one
-reference. A refresh runs in its own thread, builds a new state and swaps the
-reference; concurrent scrapes wait on the same refresh, each only until its
-own deadline, and then serve whatever state is current.
+reference. A refresh runs in its own thread, asks every collector for fresh
+data, builds a new state and swaps the reference; concurrent scrapes wait on
+the same refresh, each only until its own deadline, and then serve whatever
+state is current. A collector that fails keeps its last good data until that
+data is stale.
 """
 
 from __future__ import annotations
@@ -11,40 +13,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import __version__
+from .collectors import Collected, Source
 from .config import RefreshSettings
 from .errors import RefreshError
-from .exposition import (
-    Block,
-    Exposition,
-    StatusCollector,
-    exposition_of,
-    render,
-    render_users,
-)
-from .snapshot import Listing, RefreshStatus
+from .exposition import Block, Exposition, StatusCollector, exposition_of, render
+from .snapshot import RefreshStatus
 from .stats import ApiStats
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[float], Listing]
+
+@dataclass(frozen=True)
+class Part:
+    """One collector's last good block and how its last fetch went."""
+
+    name: str
+    block: Block | None
+    up: bool
+    succeeded_at: float | None
+    users: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class State:
     """One refresh attempt's outcome, with its rendered exposition."""
 
-    users_block: Block
-    user_count: int
+    parts: tuple[Part, ...]
     status: RefreshStatus
     attempted_at: float
     succeeded_at: float | None
     exposition: Exposition
-    stale_cache: list[Exposition] = field(
-        default_factory=list, repr=False, compare=False
+    stale_cache: dict[frozenset[str], Exposition] = field(
+        default_factory=dict, repr=False, compare=False
     )
 
 
@@ -53,7 +58,7 @@ class Refresher:
 
     def __init__(
         self,
-        fetch: Fetch,
+        sources: Sequence[Source],
         settings: RefreshSettings,
         stats: ApiStats,
         *,
@@ -61,7 +66,7 @@ class Refresher:
         wall: Callable[[], float] = time.time,
         version: str = __version__,
     ) -> None:
-        self._fetch = fetch
+        self._sources = tuple(sources)
         self._settings = settings
         self._stats = stats
         self._monotonic = monotonic
@@ -72,7 +77,12 @@ class Refresher:
         self._inflight: threading.Event | None = None
         self._stop = threading.Event()
         self._background: threading.Thread | None = None
-        self._last_reason: str | None = None
+        self._failing = False
+
+    @property
+    def stats(self) -> ApiStats:
+        """The counters this refresher's collectors report into."""
+        return self._stats
 
     @property
     def state(self) -> State | None:
@@ -86,9 +96,14 @@ class Refresher:
 
     @property
     def ready(self) -> bool:
-        """True once a refresh has succeeded."""
+        """True once a refresh has succeeded for every collector."""
         state = self._state
         return state is not None and state.succeeded_at is not None
+
+    @property
+    def attempted(self) -> bool:
+        """True once any refresh has finished, successful or not."""
+        return self._state is not None
 
     def scrape(self, deadline: float) -> Exposition:
         """The exposition to serve, refreshing first when on-scrape and due."""
@@ -100,13 +115,19 @@ class Refresher:
         return self.serving()
 
     def serving(self) -> Exposition:
-        """The current exposition, without per-user series once they are stale."""
+        """The current exposition, without any collector's data once it is stale."""
         state = self._state
         if state is None:
             return self._empty_exposition()
-        if self._is_stale(state):
-            return self._stale_exposition(state)
-        return state.exposition
+        stale = frozenset(part.name for part in state.parts if self._is_stale(part))
+        if not stale:
+            return state.exposition
+        # Built once per state and stale set: later scrapes share it.
+        cached = state.stale_cache.get(stale)
+        if cached is None:
+            cached = self._assemble(state.parts, state.status, stale)
+            state.stale_cache[stale] = cached
+        return cached
 
     def trigger(self) -> threading.Event:
         """Start a refresh unless one runs or a fresh state exists; return its event."""
@@ -128,21 +149,19 @@ class Refresher:
         """Run one refresh in the calling thread and install its state."""
         started = self._monotonic()
         deadline = started + self._settings.timeout_seconds
-        try:
-            listing = self._fetch(deadline)
-            return self._install_success(listing, started)
-        except RefreshError as error:
-            return self._install_failure(error, started)
-        except Exception as exc:
-            # A bug below must cost one refresh, not the exporter.
-            log.exception("refresh crashed")
-            error = RefreshError("internal_error", type(exc).__name__)
-            return self._install_failure(error, started)
+        previous = (
+            {part.name: part for part in self._state.parts} if self._state else {}
+        )
+        parts = [
+            self._collect(source, deadline, previous.get(source.name))
+            for source in self._sources
+        ]
+        return self._install(parts, started)
 
-    def reconfigure(self, fetch: Fetch, settings: RefreshSettings) -> None:
-        """Use a new fetch and settings from the next refresh on; keep the state."""
+    def reconfigure(self, sources: Sequence[Source], settings: RefreshSettings) -> None:
+        """Use new collectors and settings from the next refresh on; keep the state."""
         was_background = self.background
-        self._fetch = fetch
+        self._sources = tuple(sources)
         self._settings = settings
         if self.background and not was_background:
             self._stop.clear()
@@ -176,78 +195,25 @@ class Refresher:
                 self._inflight = None
             done.set()
 
-    def _due(self) -> bool:
-        state = self._state
-        if state is None:
-            return True
-        age = self._monotonic() - state.attempted_at
-        return age >= self._settings.min_interval_seconds
-
-    def _is_stale(self, state: State) -> bool:
-        limit = self._settings.stale_after_seconds
-        if not limit or state.succeeded_at is None:
-            return False
-        return self._monotonic() - state.succeeded_at > limit
-
-    def _install_success(self, listing: Listing, started: float) -> State:
-        first = not self.ready
-        if listing.record_errors:
-            self._stats.count_record_errors(listing.record_errors)
-            for field_name, count in sorted(listing.record_errors.items()):
-                log.warning(
-                    "unreadable values dropped",
-                    extra={
-                        "fields": {
-                            "field": field_name,
-                            "count": count,
-                            "example": listing.error_examples.get(field_name, ""),
-                        }
-                    },
-                )
-        if listing.over_limit:
-            self._stats.count_users_dropped("limit", listing.over_limit)
-            log.warning(
-                "users over users.max_users not exported",
-                extra={
-                    "fields": {
-                        "kept": len(listing.users),
-                        "dropped": listing.over_limit,
-                    }
-                },
+    def _collect(self, source: Source, deadline: float, previous: Part | None) -> Part:
+        try:
+            collected = source.collect(deadline)
+        except RefreshError as error:
+            return self._failed(source.name, error, previous)
+        except Exception as exc:
+            # A bug below must cost one collector one refresh, not the exporter.
+            log.exception(
+                "collector crashed", extra={"fields": {"collector": source.name}}
             )
-        users_block = render_users(listing.users)
-        # The duration covers rendering too: it is part of what a scrape waits for.
-        duration = self._monotonic() - started
-        status = self._status(
-            up=True,
-            users=len(listing.users),
-            last_success=self._wall(),
-            duration=duration,
-            reason=None,
+            error = RefreshError("internal_error", type(exc).__name__)
+            return self._failed(source.name, error, previous)
+        self._account(source.name, collected)
+        return Part(
+            source.name, collected.block, True, self._monotonic(), collected.users
         )
-        state = self._build_state(
-            users_block, len(listing.users), status, started, True
-        )
-        fields = {
-            "users": len(listing.users),
-            "pages": listing.pages,
-            "duplicates": listing.duplicates,
-            "filtered": listing.filtered,
-            "seconds": round(duration, 3),
-        }
-        if self._last_reason is not None:
-            log.info("refresh recovered", extra={"fields": fields})
-        elif first:
-            log.info("first refresh succeeded", extra={"fields": fields})
-        else:
-            log.debug("refresh succeeded", extra={"fields": fields})
-        self._last_reason = None
-        return state
 
-    def _install_failure(self, error: RefreshError, started: float) -> State:
-        duration = self._monotonic() - started
-        previous = self._state
-        fields: dict[str, object] = {"reason": error.reason}
+    def _failed(self, name: str, error: RefreshError, previous: Part | None) -> Part:
+        fields: dict[str, object] = {"collector": name, "reason": error.reason}
         if error.detail:
             fields["detail"] = error.detail
         if error.page is not None:
@@ -255,44 +221,122 @@ class Refresher:
         if error.trace_id:
             fields["trace_id"] = error.trace_id
         log.warning("refresh failed", extra={"fields": fields})
-        self._last_reason = error.reason
-
-        users_block = previous.users_block if previous else render_users(())
-        user_count = previous.user_count if previous else 0
-        last_success = previous.status.last_success_seconds if previous else None
-        status = self._status(
-            up=False,
-            users=user_count,
-            last_success=last_success,
-            duration=duration,
+        if previous is None:
+            return Part(name, None, False, None, reason=error.reason)
+        return Part(
+            name,
+            previous.block,
+            False,
+            previous.succeeded_at,
+            previous.users,
             reason=error.reason,
         )
-        succeeded_at = previous.succeeded_at if previous else None
-        return self._build_state(
-            users_block, user_count, status, started, False, succeeded_at
+
+    def _account(self, name: str, collected: Collected) -> None:
+        if collected.record_errors:
+            self._stats.count_record_errors(collected.record_errors)
+            for field_name, count in sorted(collected.record_errors.items()):
+                log.warning(
+                    "unreadable values dropped",
+                    extra={
+                        "fields": {
+                            "collector": name,
+                            "field": field_name,
+                            "count": count,
+                            "example": collected.error_examples.get(field_name, ""),
+                        }
+                    },
+                )
+        if collected.over_limit:
+            self._stats.count_users_dropped("limit", collected.over_limit)
+            log.warning(
+                "users over users.max_users not exported",
+                extra={
+                    "fields": {"kept": collected.users, "dropped": collected.over_limit}
+                },
+            )
+        log.debug(
+            "collector succeeded",
+            extra={"fields": {"collector": name, **collected.details}},
         )
 
-    def _build_state(
-        self,
-        users_block: Block,
-        user_count: int,
-        status: RefreshStatus,
-        started: float,
-        succeeded: bool,
-        succeeded_at: float | None = None,
-    ) -> State:
+    def _install(self, parts: list[Part], started: float) -> State:
         now = self._monotonic()
-        status_block = render(StatusCollector(status))
+        duration = now - started
+        previous = self._state
+        failures = [part for part in parts if not part.up]
+        succeeded = not failures
+        last_success = previous.status.last_success_seconds if previous else None
+        if succeeded:
+            last_success = self._wall()
+        status = self._status(
+            up=succeeded,
+            users=_users_in(parts, frozenset()),
+            last_success=last_success,
+            duration=duration,
+            reason=failures[0].reason if failures else None,
+            collectors={part.name: part.up for part in parts},
+        )
+        self._log_outcome(succeeded, parts, duration, first=not self.ready)
+        succeeded_at = (
+            now if succeeded else (previous.succeeded_at if previous else None)
+        )
         state = State(
-            users_block=users_block,
-            user_count=user_count,
+            parts=tuple(parts),
             status=status,
             attempted_at=started,
-            succeeded_at=now if succeeded else succeeded_at,
-            exposition=exposition_of((users_block, status_block)),
+            succeeded_at=succeeded_at,
+            exposition=self._assemble(parts, status, frozenset()),
         )
         self._state = state
         return state
+
+    def _log_outcome(
+        self, succeeded: bool, parts: list[Part], duration: float, *, first: bool
+    ) -> None:
+        if not succeeded:
+            self._failing = True
+            return
+        fields = {"users": _users_in(parts, frozenset()), "seconds": round(duration, 3)}
+        if self._failing:
+            log.info("refresh recovered", extra={"fields": fields})
+        elif first:
+            log.info("first refresh succeeded", extra={"fields": fields})
+        else:
+            log.debug("refresh succeeded", extra={"fields": fields})
+        self._failing = False
+
+    def _assemble(
+        self, parts: Sequence[Part], status: RefreshStatus, stale: frozenset[str]
+    ) -> Exposition:
+        if stale:
+            status = self._status(
+                up=status.up,
+                users=_users_in(parts, stale),
+                last_success=status.last_success_seconds,
+                duration=status.duration_seconds,
+                reason=status.reason,
+                collectors=status.collectors,
+            )
+        blocks = [
+            part.block
+            for part in parts
+            if part.block is not None and part.name not in stale
+        ]
+        return exposition_of((*blocks, render(StatusCollector(status))))
+
+    def _due(self) -> bool:
+        state = self._state
+        if state is None:
+            return True
+        age = self._monotonic() - state.attempted_at
+        return age >= self._settings.min_interval_seconds
+
+    def _is_stale(self, part: Part) -> bool:
+        limit = self._settings.stale_after_seconds
+        if not limit or part.succeeded_at is None:
+            return False
+        return self._monotonic() - part.succeeded_at > limit
 
     def _status(
         self,
@@ -302,6 +346,7 @@ class Refresher:
         last_success: float | None,
         duration: float | None,
         reason: str | None,
+        collectors: dict[str, bool],
     ) -> RefreshStatus:
         return RefreshStatus(
             up=up,
@@ -313,26 +358,23 @@ class Refresher:
             record_errors=self._stats.record_errors(),
             version=self._version,
             users_dropped=self._stats.users_dropped(),
+            collectors=collectors,
         )
-
-    def _stale_exposition(self, state: State) -> Exposition:
-        # Built once per state: scrapes after the data went stale share it.
-        if not state.stale_cache:
-            status = self._status(
-                up=state.status.up,
-                users=0,
-                last_success=state.status.last_success_seconds,
-                duration=state.status.duration_seconds,
-                reason=state.status.reason,
-            )
-            empty = render_users(())
-            state.stale_cache.append(
-                exposition_of((empty, render(StatusCollector(status))))
-            )
-        return state.stale_cache[0]
 
     def _empty_exposition(self) -> Exposition:
         status = self._status(
-            up=False, users=0, last_success=None, duration=None, reason="no_refresh_yet"
+            up=False,
+            users=0,
+            last_success=None,
+            duration=None,
+            reason="no_refresh_yet",
+            collectors={source.name: False for source in self._sources},
         )
-        return exposition_of((render_users(()), render(StatusCollector(status))))
+        return exposition_of((render(StatusCollector(status)),))
+
+
+def _users_in(parts: Sequence[Part], stale: frozenset[str]) -> int:
+    for part in parts:
+        if part.name == "users" and part.name not in stale and part.block is not None:
+            return part.users or 0
+    return 0

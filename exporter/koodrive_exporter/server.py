@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 from . import __version__
 from .errors import ExporterError
-from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .refresh import Refresher
 from .webconfig import WebGuard
 
@@ -41,21 +42,33 @@ class Response:
 
 
 @dataclass(frozen=True)
-class LandingInfo:
-    """What the landing page may show: nothing secret goes in here."""
+class TenantInfo:
+    """What the landing page may show of one tenant: nothing secret goes in here."""
 
     api_url: str
     auth_kind: str
+    collectors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LandingInfo:
+    """What the landing page shows of the configuration."""
+
+    tenants: Mapping[str, TenantInfo]
     refresh_mode: str
     min_interval_seconds: float
 
 
 class WebApp:
-    """Answers the exporter's routes from the refresher's current state."""
+    """Answers the exporter's routes from the refreshers' current states.
+
+    With one tenant (named "") /metrics serves it; with several, each is served
+    on /probe?tenant=NAME and /metrics carries the exporter's own metrics.
+    """
 
     def __init__(
         self,
-        refresher: Refresher,
+        refreshers: Mapping[str, Refresher],
         landing: LandingInfo,
         *,
         telemetry_path: str = "/metrics",
@@ -63,18 +76,25 @@ class WebApp:
         scrape_timeout_margin_seconds: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
         reload: Callable[[], None] | None = None,
+        own_metrics: Exposition | None = None,
     ) -> None:
-        self._refresher = refresher
+        self.refreshers = refreshers
         self.landing = landing
         self._reload = reload
         self._telemetry_path = telemetry_path
         self._scrape_timeout = scrape_timeout_seconds
         self._margin = scrape_timeout_margin_seconds
         self._monotonic = monotonic
+        self._own_metrics = own_metrics
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str]) -> Response:
+    @property
+    def multi_tenant(self) -> bool:
+        """True when tenants are served by name on /probe."""
+        return "" not in self.refreshers
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str]) -> Response:
         """Route one request."""
-        path = path.split("?", 1)[0]
+        path, _, query = target.partition("?")
         if path == "/-/reload":
             return self.reload(method)
         if method not in ("GET", "HEAD"):
@@ -83,6 +103,8 @@ class WebApp:
             )
         if path == self._telemetry_path:
             return self.metrics(headers)
+        if path == "/probe":
+            return self.probe(query, headers)
         routes = {
             "/": self.landing_page,
             "/-/healthy": self.healthy,
@@ -108,65 +130,82 @@ class WebApp:
         return Response(200, b"OK\n")
 
     def ready(self) -> Response:
-        """200 once a refresh has succeeded, else 503."""
-        if self._refresher.ready:
+        """200 once a refresh has succeeded (every tenant has tried, if several)."""
+        refreshers = list(self.refreshers.values())
+        if self.multi_tenant:
+            ready = all(refresher.attempted for refresher in refreshers)
+        else:
+            ready = all(refresher.ready for refresher in refreshers)
+        if ready:
             return Response(200, b"OK\n")
         return Response(503, b"no successful refresh yet\n")
 
     def metrics(self, headers: Mapping[str, str]) -> Response:
-        """Serve the stored exposition, refreshing first if it is due."""
+        """The single tenant's metrics, or the exporter's own with several tenants."""
+        if self._own_metrics is not None and self.multi_tenant:
+            return _exposition_response(self._own_metrics, headers)
+        refresher = self.refreshers.get("")
+        if refresher is None:
+            return Response(404, b"no single tenant; scrape /probe?tenant=NAME\n")
         deadline = self._monotonic() + self._scrape_budget(headers)
-        exposition = self._refresher.scrape(deadline)
-        openmetrics = "application/openmetrics-text" in headers.get("Accept", "")
-        compressed = _accepts_gzip(headers.get("Accept-Encoding", ""))
-        body = exposition.body(openmetrics=openmetrics, compressed=compressed)
-        extra = {"Vary": "Accept, Accept-Encoding"}
-        if compressed:
-            extra["Content-Encoding"] = "gzip"
-        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        return Response(200, body, content_type, extra)
+        return _exposition_response(refresher.scrape(deadline), headers)
+
+    def probe(self, query: str, headers: Mapping[str, str]) -> Response:
+        """One tenant's metrics: /probe?tenant=NAME."""
+        if not self.multi_tenant:
+            return Response(404, b"no tenants configured; scrape /metrics\n")
+        names = parse_qs(query).get("tenant", [])
+        if len(names) != 1 or not names[0]:
+            return Response(400, b"give exactly one tenant: /probe?tenant=NAME\n")
+        refresher = self.refreshers.get(names[0])
+        if refresher is None:
+            return Response(404, b"unknown tenant\n")
+        deadline = self._monotonic() + self._scrape_budget(headers)
+        return _exposition_response(refresher.scrape(deadline), headers)
 
     def landing_page(self) -> Response:
-        """A small HTML page with the version, links and the last refresh result."""
-        state = self._refresher.state
+        """A small HTML page with the version, links and the last refresh results."""
         info = self.landing
-        if state is None:
-            result = "no refresh has finished yet"
-        else:
-            status = state.status
-            outcome = "succeeded" if status.up else f"failed ({status.reason})"
-            last = _format_time(status.last_success_seconds)
-            result = (
-                f"last refresh {outcome}; {status.users} users; last success {last}"
-            )
         rows = [
             ("Version", __version__),
-            ("KooDrive API", info.api_url),
-            ("Authentication", info.auth_kind),
             (
                 "Refresh",
                 f"{info.refresh_mode}, every {info.min_interval_seconds:g}s at most",
             ),
-            ("Status", result),
         ]
+        for name, tenant in info.tenants.items():
+            label = f"Tenant {name}" if name else "KooDrive"
+            refresher = self.refreshers.get(name)
+            rows.append((f"{label} API", tenant.api_url))
+            rows.append((f"{label} authentication", tenant.auth_kind))
+            rows.append((f"{label} collectors", ", ".join(tenant.collectors)))
+            rows.append((f"{label} status", _status_line(refresher)))
         table = "\n".join(
             f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
             for name, value in rows
         )
-        path = html.escape(self._telemetry_path)
+        links = [(self._telemetry_path, "Metrics")]
+        links += [
+            (f"/probe?tenant={quote(name)}", f"Tenant {name}")
+            for name in info.tenants
+            if name
+        ]
+        links += [("/-/healthy", "Health"), ("/-/ready", "Readiness")]
+        items = "\n".join(
+            f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>'
+            for href, text in links
+        )
         page = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>KooDrive Exporter</title></head>
 <body>
 <h1>KooDrive Exporter</h1>
-<p>Per-user KooDrive storage quota, usage and validity for Prometheus.</p>
+<p>KooDrive storage quotas, usage and validity for Prometheus.</p>
 <table>
 {table}
 </table>
 <ul>
-<li><a href="{path}">Metrics</a></li>
-<li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li>
+{items}
 </ul>
 </body>
 </html>
@@ -300,6 +339,29 @@ def _handler_for(app: WebApp, guard: WebGuard) -> type[BaseHTTPRequestHandler]:
             log.debug("http request", extra={"fields": {"line": format % args}})
 
     return Handler
+
+
+def _exposition_response(
+    exposition: Exposition, headers: Mapping[str, str]
+) -> Response:
+    openmetrics = "application/openmetrics-text" in headers.get("Accept", "")
+    compressed = _accepts_gzip(headers.get("Accept-Encoding", ""))
+    body = exposition.body(openmetrics=openmetrics, compressed=compressed)
+    extra = {"Vary": "Accept, Accept-Encoding"}
+    if compressed:
+        extra["Content-Encoding"] = "gzip"
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    return Response(200, body, content_type, extra)
+
+
+def _status_line(refresher: Refresher | None) -> str:
+    state = refresher.state if refresher is not None else None
+    if state is None:
+        return "no refresh has finished yet"
+    status = state.status
+    outcome = "succeeded" if status.up else f"failed ({status.reason})"
+    last = _format_time(status.last_success_seconds)
+    return f"last refresh {outcome}; {status.users} users; last success {last}"
 
 
 def _accepts_gzip(value: str) -> bool:

@@ -39,3 +39,4 @@ class RefreshStatus:
     record_errors: dict[str, int]
     version: str
     users_dropped: dict[str, int] = field(default_factory=dict)
+    collectors: dict[str, bool] = field(default_factory=dict)
