@@ -25,6 +25,9 @@ import koodrive_exporter
 from koodrive_exporter import signing
 from koodrive_exporter.simulator import (
     API_PATH,
+    DEPARTMENTS_PATH,
+    GROUPS_PATH,
+    OVERVIEW_PATH,
     Fault,
     FaultQueue,
     Simulator,
@@ -971,3 +974,29 @@ def test_cli_serves_until_sigterm_and_never_logs_the_token() -> None:
     assert "users=30 auth=token " in log_text
     assert "simulator stopped requests=1" in log_text
     assert TOKEN not in log_text
+
+
+def test_cli_serves_departments_groups_and_capacity_as_flagged() -> None:
+    args = ["--listen", "127.0.0.1:0", "--users", "30", "--quota-unit", "GiB"]
+    args += ["--departments", "3", "--groups", "2", "--tenant-capacity-gb", "5000"]
+    process, url, lines, reader = start_cli(args, {})
+    headers = {"X-User-Id": "1", "X-Date": "20251112T080000Z"}
+    try:
+        answers = [
+            requests.get(url + path, headers=headers, timeout=5).json()
+            for path in (DEPARTMENTS_PATH, GROUPS_PATH, OVERVIEW_PATH)
+        ]
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=5)
+    departments, groups, overview = answers
+    in_bytes = Simulator(generate_users(30), departments=3, groups=2)
+
+    assert exit_code == 0
+    assert departments["departments"] == in_bytes.departments()
+    assert groups["groups"] == in_bytes.groups()
+    assert overview["data"]["totalCapacity"] == 5000.0
+    assert "departments=3 groups=2 tenant_capacity_gb=5000.0" in "".join(lines)
