@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def config_examples() -> list[str]:
     """Every fenced YAML block of the README that is an exporter configuration."""
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    return [block for block in blocks if block.startswith("koodrive:")]
+    return [block for block in blocks if block.startswith(("koodrive:", "tenants:"))]
 
 
 def test_every_readme_configuration_example_is_valid() -> None:
@@ -29,7 +29,9 @@ def test_every_readme_configuration_example_is_valid() -> None:
 def test_the_full_readme_example_names_every_documented_key() -> None:
     text = README.read_text(encoding="utf-8")
     documented = set(
-        re.findall(r"^\| `((?:koodrive|refresh|users)\.[a-z_.]+)` \|", text, re.M)
+        re.findall(
+            r"^\| `((?:koodrive|refresh|users|collectors)\.[A-Za-z_.]+)` \|", text, re.M
+        )
     )
     full = max(config_examples(), key=len)
     shown = set()
