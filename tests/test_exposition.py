@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import requests
@@ -125,3 +126,20 @@ def test_fast_user_rendering_equals_prometheus_client_in_both_formats() -> None:
 
     assert fast.text == reference.text
     assert fast.openmetrics == reference.openmetrics
+
+
+def test_compressed_body_is_one_gzip_member_joined_from_separate_blocks() -> None:
+    users = render_users(
+        [UserQuota(str(i), 1e9, float(i), None, None, None) for i in range(500)]
+    )
+    status = render(StatusCollector(FIXED_STATUS))
+    exposition = exposition_of((users, status))
+
+    for openmetrics in (False, True):
+        compressed = exposition.body(openmetrics=openmetrics, compressed=True)
+        # wbits=31 reads exactly one gzip member and checks its CRC and size.
+        reader = zlib.decompressobj(wbits=31)
+        plain = reader.decompress(compressed) + reader.flush()
+        assert reader.eof
+        assert reader.unused_data == b""
+        assert plain == exposition.body(openmetrics=openmetrics, compressed=False)

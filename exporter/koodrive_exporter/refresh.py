@@ -188,12 +188,18 @@ class Refresher:
             self._stop.wait(self._settings.min_interval_seconds)
 
     def _run(self, done: threading.Event) -> None:
+        state = None
         try:
-            self.refresh_now()
+            state = self.refresh_now()
         finally:
             with self._lock:
                 self._inflight = None
             done.set()
+        # Prometheus asks for gzip: compress the new blocks now, after the
+        # waiting scrapes were released, rather than in the next scrape.
+        for part in state.parts if state else ():
+            if part.block is not None:
+                part.block.deflated(openmetrics=False)
 
     def _collect(self, source: Source, deadline: float, previous: Part | None) -> Part:
         try:
