@@ -283,7 +283,7 @@ def _deflate(plain: bytes) -> _Deflated:
     return _Deflated(plain, data, zlib.crc32(plain))
 
 
-def gzip_of(pieces: Sequence[_Deflated]) -> bytes:
+def gzip_chunks(pieces: Sequence[_Deflated]) -> tuple[bytes, ...]:
     """One gzip member (RFC 1952) from separately deflated pieces, in order."""
     crc = pieces[0].crc if pieces else 0
     for piece in pieces[1:]:
@@ -292,7 +292,7 @@ def gzip_of(pieces: Sequence[_Deflated]) -> bytes:
     size = sum(len(piece.plain) for piece in pieces)
     final = zlib.compressobj(6, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
     trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
-    return b"".join([_GZIP_HEADER, *(piece.data for piece in pieces), final, trailer])
+    return (_GZIP_HEADER, *(piece.data for piece in pieces), final + trailer)
 
 
 # Magic, deflate, no flags, no time, no extra flags, unknown OS.
@@ -343,36 +343,46 @@ def render_users(users: Sequence[UserQuota]) -> Block:
 
 @dataclass
 class Exposition:
-    """A complete /metrics body made of blocks, with compressed forms cached."""
+    """A complete /metrics body made of blocks, served as a list of chunks.
+
+    The chunks are the blocks' own bytes, so no copy of a large body is made
+    per format; compressed bodies reuse each block's compressed form.
+    """
 
     blocks: tuple[Block, ...]
-    _cache: dict[tuple[bool, bool], bytes] = field(default_factory=dict, repr=False)
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _cache: dict[tuple[bool, bool], tuple[bytes, ...]] = field(
+        default_factory=dict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def body(self, *, openmetrics: bool, compressed: bool) -> bytes:
-        """The body in the asked format; built on first use, then reused."""
+    def chunks(self, *, openmetrics: bool, compressed: bool) -> tuple[bytes, ...]:
+        """The body in the asked format, in pieces to write one after another."""
         key = (openmetrics, compressed)
         cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = self._build(
-                    openmetrics=openmetrics, compressed=compressed
-                )
-            return self._cache[key]
+        if cached is None:
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is None:
+                    cached = self._cache[key] = self._build(
+                        openmetrics=openmetrics, compressed=compressed
+                    )
+        return cached
 
-    def _build(self, *, openmetrics: bool, compressed: bool) -> bytes:
+    def body(self, *, openmetrics: bool, compressed: bool) -> bytes:
+        """The whole body as one bytes object (a copy; servers use `chunks`)."""
+        return b"".join(self.chunks(openmetrics=openmetrics, compressed=compressed))
+
+    def _build(self, *, openmetrics: bool, compressed: bool) -> tuple[bytes, ...]:
         if compressed:
             # Each block keeps its own compressed form, so a failed refresh,
             # which re-renders only the small status block, compresses only it.
             pieces = [block.deflated(openmetrics=openmetrics) for block in self.blocks]
             if openmetrics:
                 pieces.append(_EOF_DEFLATED)
-            return gzip_of(pieces)
+            return gzip_chunks(pieces)
         if openmetrics:
-            return b"".join(block.openmetrics for block in self.blocks) + _EOF
-        return b"".join(block.text for block in self.blocks)
+            return (*(block.openmetrics for block in self.blocks), _EOF)
+        return tuple(block.text for block in self.blocks)
 
 
 _EOF_DEFLATED = _deflate(_EOF)

@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Response:
-    """Status, headers and body of one answer."""
+    """Status, headers and body of one answer; a body may come in chunks."""
 
     status: int
-    body: bytes
+    body: bytes | tuple[bytes, ...]
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -270,7 +270,9 @@ class ExporterServer:
 
     def stop(self) -> None:
         """Stop accepting, finish the loop and close the socket."""
-        self._server.shutdown()
+        # shutdown() waits for serve_forever(), so only a started server may ask.
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
@@ -325,13 +327,17 @@ def _handler_for(app: WebApp, guard: WebGuard) -> type[BaseHTTPRequestHandler]:
                 response = Response(500, b"internal error\n")
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
+            chunks = (
+                (response.body,) if isinstance(response.body, bytes) else response.body
+            )
+            self.send_header("Content-Length", str(sum(map(len, chunks))))
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
             if not head:
                 try:
-                    self.wfile.write(response.body)
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     log.debug("client went away", extra={"fields": {"path": self.path}})
 
@@ -346,12 +352,12 @@ def _exposition_response(
 ) -> Response:
     openmetrics = "application/openmetrics-text" in headers.get("Accept", "")
     compressed = _accepts_gzip(headers.get("Accept-Encoding", ""))
-    body = exposition.body(openmetrics=openmetrics, compressed=compressed)
+    chunks = exposition.chunks(openmetrics=openmetrics, compressed=compressed)
     extra = {"Vary": "Accept, Accept-Encoding"}
     if compressed:
         extra["Content-Encoding"] = "gzip"
     content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    return Response(200, body, content_type, extra)
+    return Response(200, chunks, content_type, extra)
 
 
 def _status_line(refresher: Refresher | None) -> str:
