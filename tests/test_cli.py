@@ -149,3 +149,33 @@ def test_demo_serves_per_user_series_and_stops_cleanly_on_sigterm() -> None:
     events = [json.loads(line)["msg"] for line in stderr.splitlines() if line]
     assert "exporter started" in events
     assert events[-1] == "stopped"
+
+
+def test_demo_with_two_tenants_serves_each_on_probe() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *EXPORTER,
+            "--demo",
+            "--demo.tenants",
+            "2",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/-/ready")
+        second = requests.get(base + "/probe?tenant=demo-2", timeout=10).text
+        own = requests.get(base + "/metrics", timeout=10).text
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    finally:
+        process.kill()
+
+    assert second.count("koodrive_user_used_bytes{") == 200
+    assert "koodrive_department_used_bytes{" in second
+    assert "koodrive_tenant_capacity_bytes " in second
+    assert "koodrive_exporter_tenants 2.0" in own
+    assert process.returncode == 0

@@ -81,7 +81,7 @@ class Exporter:
         for name, tenant_settings in wanted.items():
             existing = self.tenants.get(name)
             if existing is None:
-                tenants[name] = _make_tenant(tenant_settings, settings)
+                tenants[name] = _make_tenant(name, tenant_settings, settings)
                 _start_refreshing(tenants[name].refresher)
                 continue
             stats = existing.refresher.stats
@@ -121,7 +121,7 @@ def build_exporter(
     collector_flags = collector_flags or {}
     settings = settings.with_collectors(collector_flags)
     tenants = {
-        name: _make_tenant(tenant_settings, settings)
+        name: _make_tenant(name, tenant_settings, settings)
         for name, tenant_settings in _tenant_settings(settings).items()
     }
     guard = WebGuard(web_config_file)
@@ -163,11 +163,12 @@ def _tenant_settings(settings: config.Settings) -> dict[str, config.KooDriveSett
 
 
 def _make_tenant(
-    tenant_settings: config.KooDriveSettings, settings: config.Settings
+    name: str, tenant_settings: config.KooDriveSettings, settings: config.Settings
 ) -> Tenant:
     stats = ApiStats()
     sources, session = _make_sources(tenant_settings, settings, stats)
-    return Tenant(Refresher(sources, settings.refresh, stats), session)
+    refresher = Refresher(sources, settings.refresh, stats, tenant=name)
+    return Tenant(refresher, session)
 
 
 def _make_sources(
@@ -298,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="users the demo's simulator generates (default: %(default)s)",
     )
     parser.add_argument(
+        "--demo.tenants",
+        dest="demo_tenants",
+        type=int,
+        choices=range(1, 6),
+        default=1,
+        metavar="N",
+        help="simulated tenants; from 2, each is served on /probe?tenant=demo-N",
+    )
+    parser.add_argument(
         "--version", action="version", version=f"koodrive-exporter {__version__}"
     )
     return parser
@@ -318,12 +328,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with ExitStack() as resources:
         if args.demo:
-            demo = resources.enter_context(start_demo(users=args.demo_users))
-            settings, config_file = demo.settings, None
-            log.info(
-                "demo simulator started",
-                extra={"fields": {"url": demo.simulator.url, "users": args.demo_users}},
+            demo = resources.enter_context(
+                start_demo(users=args.demo_users, tenants=args.demo_tenants)
             )
+            settings, config_file = demo.settings, None
+            for name, simulator in demo.simulators.items():
+                log.info(
+                    "demo simulator started",
+                    extra={
+                        "fields": {
+                            "tenant": name or "default",
+                            "url": simulator.url,
+                            "users": args.demo_users,
+                        }
+                    },
+                )
         else:
             config_file = Path(args.config_file)
             try:

@@ -65,7 +65,9 @@ class Refresher:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         version: str = __version__,
+        tenant: str = "",
     ) -> None:
+        self._tenant = tenant
         self._sources = tuple(sources)
         self._settings = settings
         self._stats = stats
@@ -209,7 +211,8 @@ class Refresher:
         except Exception as exc:
             # A bug below must cost one collector one refresh, not the exporter.
             log.exception(
-                "collector crashed", extra={"fields": {"collector": source.name}}
+                "collector crashed",
+                extra={"fields": self._context() | {"collector": source.name}},
             )
             error = RefreshError("internal_error", type(exc).__name__)
             return self._failed(source.name, error, previous)
@@ -226,7 +229,7 @@ class Refresher:
             fields["page"] = error.page
         if error.trace_id:
             fields["trace_id"] = error.trace_id
-        log.warning("refresh failed", extra={"fields": fields})
+        log.warning("refresh failed", extra={"fields": self._context() | fields})
         if previous is None:
             return Part(name, None, False, None, reason=error.reason)
         return Part(
@@ -263,7 +266,9 @@ class Refresher:
             )
         log.debug(
             "collector succeeded",
-            extra={"fields": {"collector": name, **collected.details}},
+            extra={
+                "fields": self._context() | {"collector": name, **collected.details}
+            },
         )
 
     def _install(self, parts: list[Part], started: float) -> State:
@@ -305,11 +310,13 @@ class Refresher:
             return
         fields = {"users": _users_in(parts, frozenset()), "seconds": round(duration, 3)}
         if self._failing:
-            log.info("refresh recovered", extra={"fields": fields})
+            log.info("refresh recovered", extra={"fields": self._context() | fields})
         elif first:
-            log.info("first refresh succeeded", extra={"fields": fields})
+            log.info(
+                "first refresh succeeded", extra={"fields": self._context() | fields}
+            )
         else:
-            log.debug("refresh succeeded", extra={"fields": fields})
+            log.debug("refresh succeeded", extra={"fields": self._context() | fields})
         self._failing = False
 
     def _assemble(
@@ -330,6 +337,9 @@ class Refresher:
             if part.block is not None and part.name not in stale
         ]
         return exposition_of((*blocks, render(StatusCollector(status))))
+
+    def _context(self) -> dict[str, object]:
+        return {"tenant": self._tenant} if self._tenant else {}
 
     def _due(self) -> bool:
         state = self._state
