@@ -61,3 +61,20 @@ def parse_samples(text: str) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             samples[key] = float(value)
     return samples
+
+
+class StaticSecret:
+    """A secret source that always returns one value."""
+
+    description = "test secret"
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def read(self) -> str:
+        """Return the value."""
+        return self.value
+
+    def reload(self) -> bool:
+        """Nothing to reload."""
+        return False

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
+from helpers import StaticSecret
 from koodrive_exporter import config, signing
 from koodrive_exporter.auth import (
     AppAuth,
@@ -53,23 +54,6 @@ def write_secret(path: Path, text: str) -> Path:
     later = max(before, path.stat().st_mtime_ns) + 1_000_000_000
     os.utime(path, ns=(later, later))
     return path
-
-
-class StaticSecret:
-    """A secret source that always returns one value."""
-
-    description = "test secret"
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def read(self) -> str:
-        """Return the value."""
-        return self.value
-
-    def reload(self) -> bool:
-        """Nothing to reload."""
-        return False
 
 
 def expected_app_signature(request: requests.PreparedRequest, secret: str) -> str:

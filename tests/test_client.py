@@ -17,6 +17,7 @@ import pytest
 import requests
 import responses
 
+from helpers import StaticSecret
 from koodrive_exporter import config
 from koodrive_exporter.auth import EnvSecret, FileSecret, KooDriveAuth, TokenAuth
 from koodrive_exporter.client import USAGE_PATH, KooDriveClient
@@ -35,23 +36,6 @@ DEADLINE = 1000.0
 FIRST_ID = 1_000_000_000_000_000_000
 
 Reply = tuple[int, dict[str, str], str]
-
-
-class StaticSecret:
-    """A secret source that always returns one value."""
-
-    description = "test token"
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def read(self) -> str:
-        """Return the value."""
-        return self.value
-
-    def reload(self) -> bool:
-        """Nothing to reload."""
-        return False
 
 
 @dataclass
