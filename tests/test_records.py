@@ -379,13 +379,24 @@ def test_full_expiration_time_is_not_moved_to_end_of_day() -> None:
         (1762936634613, EXAMPLE_INSTANT + 0.613),
         ("1762936634613", EXAMPLE_INSTANT + 0.613),
         ("1.762936634613e12", EXAMPLE_INSTANT + 0.613),
-        (0, 0.0),
     ],
 )
 def test_epoch_seconds_and_milliseconds_are_read(
     value: object, expected: float
 ) -> None:
     assert read_create_time(value) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("value", [0, "0", 0.0, "1970-01-01T00:00:00Z", "1969-12-31"])
+def test_epoch_zero_and_earlier_mean_no_time_set(value: object) -> None:
+    record, errors = RecordParser(1, 1, timezone.utc).parse(
+        {"userId": "u", "used": 1, "expirationTime": value, "createTime": value}
+    )
+
+    assert record is not None
+    assert record.expiration_seconds is None
+    assert record.creation_seconds is None
+    assert errors == []
 
 
 def test_epoch_threshold_separates_seconds_from_milliseconds() -> None:

@@ -105,10 +105,13 @@ class RecordParser:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         try:
-            return read_time(value, self._tz, end_of_day=name == "expirationTime")
+            seconds = read_time(value, self._tz, end_of_day=name == "expirationTime")
         except ValueError as exc:
             errors.append(FieldError(name, user_id, str(exc)))
             return None
+        # Epoch 0 is how many systems write "not set"; as a date it would make
+        # every such quota look expired since 1970.
+        return seconds if seconds > 0 else None
 
 
 def read_user_id(value: object) -> str:
