@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,29 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 OVERVIEW_UID = "koodrive-overview"
 USER_UID = "koodrive-user"
 EXPORTER_UID = "koodrive-exporter"
+TENANTS_UID = "koodrive-tenants"
 USER_SLUG = "koodrive-user-detail"
 
 # Alert thresholds from deploy/prometheus/rules.yml, shown on the panels.
 NEARLY_FULL_RATIO = 0.9
 FULL_RATIO = 1
+ALLOCATION_NEARLY_EXHAUSTED_RATIO = 0.9
+TENANT_NEARLY_FULL_RATIO = 0.9
+DEPARTMENT_NEARLY_FULL_RATIO = 0.9
 WATCH_RATIO = 0.8
 EXPIRING_SOON_SECONDS = 14 * 86400
 STALE_SECONDS = 600
 DAY = 86400
+TOP_DEPARTMENTS = 10
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-JOB = 'job="$job"'
-USER = 'job="$job", user_id="$user_id"'
+# A single-tenant exporter's series have no tenant label; the variable's "All"
+# value `.*` matches them too.
+JOB = 'job="$job", tenant=~"$tenant"'
+USER = 'job="$job", tenant=~"$tenant", user_id="$user_id"'
+# Series about the exporter itself: its own /metrics carries them without a
+# tenant label, so they are filtered by job alone.
+EXPORTER = 'job="$job"'
 
 Json = dict[str, Any]
 
@@ -48,12 +58,20 @@ def steps(*pairs: tuple[str, float | None]) -> Json:
     }
 
 
-RATIO_STEPS = steps(
-    ("green", None),
-    ("yellow", WATCH_RATIO),
-    ("orange", NEARLY_FULL_RATIO),
-    ("red", FULL_RATIO),
-)
+def ratio_steps(nearly_full: float) -> Json:
+    """Colours of a share used: yellow from 80%, orange past an alert's threshold."""
+    return steps(
+        ("green", None),
+        ("yellow", WATCH_RATIO),
+        ("orange", nearly_full),
+        ("red", FULL_RATIO),
+    )
+
+
+RATIO_STEPS = ratio_steps(NEARLY_FULL_RATIO)
+ALLOCATION_STEPS = ratio_steps(ALLOCATION_NEARLY_EXHAUSTED_RATIO)
+TENANT_SPACE_STEPS = ratio_steps(TENANT_NEARLY_FULL_RATIO)
+DEPARTMENT_STEPS = ratio_steps(DEPARTMENT_NEARLY_FULL_RATIO)
 EXPIRY_STEPS = steps(("red", None), ("orange", 0), ("green", EXPIRING_SOON_SECONDS))
 AGE_STEPS = steps(("green", None), ("red", STALE_SECONDS))
 COUNT_STEPS = steps(("green", None), ("orange", 1))
@@ -157,6 +175,39 @@ def stat(
     )
 
 
+def gauge(
+    title: str,
+    grid: tuple[int, int, int, int],
+    expr: str,
+    *,
+    description: str,
+    legend: str,
+    thresholds: Json,
+) -> Json:
+    """A dial per series from 0 to 100 %, coloured by the thresholds."""
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "orientation": "auto",
+        "showThresholdLabels": False,
+        "showThresholdMarkers": True,
+        "sizing": "auto",
+        "minVizHeight": 75,
+        "minVizWidth": 75,
+    }
+    dial = panel(
+        "gauge",
+        title,
+        grid,
+        [target(expr, legend=legend)],
+        description=description,
+        unit="percentunit",
+        thresholds=thresholds,
+        options=options,
+    )
+    dial["fieldConfig"]["defaults"] |= {"min": 0, "max": FULL_RATIO}
+    return dial
+
+
 def timeseries(
     title: str,
     grid: tuple[int, int, int, int],
@@ -207,7 +258,7 @@ def user_link_column() -> Json:
     """The user ID column, each cell linking to the user detail dashboard."""
     url = (
         f"/d/{USER_UID}/{USER_SLUG}?${{datasource:queryparam}}&${{job:queryparam}}"
-        "&var-user_id=${__value.raw}&${__url_time_range}"
+        "&${tenant:queryparam}&var-user_id=${__value.raw}&${__url_time_range}"
     )
     return column(
         "user_id",
@@ -224,11 +275,16 @@ def table(
     description: str,
     sort_by: str,
     descending: bool = True,
+    keys: Sequence[Json] = (),
 ) -> Json:
-    """An instant table of users, one query per column merged on user_id.
+    """An instant table, one query per column merged on the rows' labels.
 
-    `columns` holds (header, expr, override properties) for each value column.
+    `columns` holds (header, expr, override properties) for each value column;
+    `keys` the overrides of the label columns that name a row, shown first
+    after the tenant. Without keys the rows are users, linked to their detail.
     """
+    key_columns = list(keys) or [user_link_column()]
+    labels = ["tenant"] + [key["matcher"]["options"] for key in key_columns]
     refs = "ABCDEFGH"
     targets = [
         target(expr, ref=refs[index], instant=True, rows=True)
@@ -238,7 +294,8 @@ def table(
     renames = {"Value": columns[0][0]}
     renames |= {f"Value #{refs[i]}": header for i, (header, _, _) in enumerate(columns)}
     hidden = {"Time": True, "__name__": True, "job": True, "instance": True}
-    order = {"user_id": 0} | {header: i + 1 for i, (header, _, _) in enumerate(columns)}
+    order = {name: i for i, name in enumerate(labels)}
+    order |= {header: len(labels) + i for i, (header, _, _) in enumerate(columns)}
     transformations = [
         {"id": "merge", "options": {}},
         {
@@ -250,7 +307,7 @@ def table(
             },
         },
     ]
-    overrides = [user_link_column()]
+    overrides = [column("tenant", displayName="Tenant"), *key_columns]
     overrides += [column(header, **props) for header, _, props in columns]
     options = {
         "showHeader": True,
@@ -271,6 +328,15 @@ def table(
     )
     table_panel["fieldConfig"]["defaults"]["color"] = {"mode": "fixed"}
     return table_panel
+
+
+def share_column(thresholds: Json) -> Json:
+    """Table column properties for a share used, coloured by the thresholds."""
+    return {
+        "unit": "percentunit",
+        "thresholds": thresholds,
+        "custom.cellOptions": {"type": "color-text"},
+    }
 
 
 def datasource_variable() -> Json:
@@ -320,7 +386,22 @@ def query_variable(name: str, label: str, definition: str) -> Json:
     }
 
 
+def tenant_variable(series: str) -> Json:
+    """The tenants to show, several or All; All also matches series without one."""
+    variable = query_variable(
+        "tenant", "Tenant", f'label_values({series}{{job="$job"}}, tenant)'
+    )
+    variable |= {
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    }
+    return variable
+
+
 JOB_VARIABLE = query_variable("job", "Job", "label_values(koodrive_up, job)")
+TENANT_VARIABLE = tenant_variable("koodrive_up")
 
 
 def dashboard(
@@ -651,7 +732,7 @@ def overview() -> Json:
         OVERVIEW_UID,
         "KooDrive / Storage quotas",
         "Quota use of every KooDrive user, from koodrive-exporter.",
-        [JOB_VARIABLE],
+        [JOB_VARIABLE, TENANT_VARIABLE],
         panels,
     )
 
@@ -770,7 +851,7 @@ def user_detail() -> Json:
         USER_UID,
         "KooDrive / User detail",
         "One KooDrive user's storage use, quota and quota validity.",
-        [JOB_VARIABLE, user_variable],
+        [JOB_VARIABLE, TENANT_VARIABLE, user_variable],
         panels,
     )
 
@@ -828,7 +909,7 @@ def exporter_health() -> Json:
         stat(
             "Exporter version",
             (20, 0, 4, 4),
-            f"count by (version) (koodrive_exporter_build_info{{{JOB}}})",
+            f"count by (version) (koodrive_exporter_build_info{{{EXPORTER}}})",
             description="Versions of koodrive-exporter being scraped.",
             legend="{{version}}",
             text_mode="name",
@@ -909,7 +990,187 @@ def exporter_health() -> Json:
         EXPORTER_UID,
         "KooDrive / Exporter health",
         "Scrapes, KooDrive API refreshes and record errors of koodrive-exporter.",
-        [JOB_VARIABLE],
+        [JOB_VARIABLE, TENANT_VARIABLE],
+        panels,
+    )
+
+
+def tenants() -> Json:
+    """Each tenant's capacity, allocation and use, its departments and team spaces."""
+    department_used = f"koodrive_department_used_bytes{{{JOB}}}"
+    top_departments = (
+        f"{department_used} and topk({TOP_DEPARTMENTS}, {department_used} @ end())"
+    )
+    bytes_column = {"unit": "bytes"}
+    count_column = {"unit": "none"}
+    up_mappings = [
+        {
+            "type": "value",
+            "options": {
+                "0": {"text": "Failing", "color": "red", "index": 0},
+                "1": {"text": "OK", "color": "green", "index": 1},
+            },
+        }
+    ]
+    panels = [
+        stat(
+            "Capacity",
+            (0, 0, 4, 4),
+            f"sum(koodrive_tenant_capacity_bytes{{{JOB}}})",
+            description="Storage capacity of the selected tenants (totalCapacity).",
+            unit="bytes",
+        ),
+        stat(
+            "Allocated",
+            (4, 0, 4, 4),
+            f"sum(koodrive_tenant_allocated_bytes{{{JOB}}})",
+            description="Capacity granted as quotas (totalAllocation).",
+            unit="bytes",
+        ),
+        stat(
+            "Used",
+            (8, 0, 4, 4),
+            f"sum(koodrive_tenant_used_bytes{{{JOB}}})",
+            description="Storage in use in the selected tenants (totalUsed).",
+            unit="bytes",
+        ),
+        stat(
+            "Departments",
+            (12, 0, 4, 4),
+            f"count(koodrive_department_used_bytes{{{JOB}}})",
+            description="Departments the exporter reads; empty without that collector.",
+        ),
+        stat(
+            "Departments above 90%",
+            (16, 0, 4, 4),
+            f"count(koodrive:department_used_ratio{{{JOB}}}"
+            f" > {DEPARTMENT_NEARLY_FULL_RATIO}) or vector(0)",
+            description=(
+                "Departments above the KooDriveDepartmentNearlyFull threshold."
+            ),
+            thresholds=COUNT_STEPS,
+        ),
+        stat(
+            "Team spaces",
+            (20, 0, 4, 4),
+            f"count(koodrive_group_used_bytes{{{JOB}}})",
+            description="Team spaces the exporter reads; empty without that collector.",
+        ),
+        gauge(
+            "Allocated of capacity",
+            (0, 4, 6, 8),
+            f"koodrive:tenant_allocated_ratio{{{JOB}}}",
+            description=(
+                "Share of each tenant's capacity granted as quotas; orange where "
+                "KooDriveTenantAllocationNearlyExhausted fires, red when all of "
+                "it is granted."
+            ),
+            legend="{{tenant}}",
+            thresholds=ALLOCATION_STEPS,
+        ),
+        gauge(
+            "Used of capacity",
+            (6, 4, 6, 8),
+            f"koodrive:tenant_used_ratio{{{JOB}}}",
+            description=(
+                "Share of each tenant's capacity in use; orange where "
+                "KooDriveTenantSpaceNearlyFull fires."
+            ),
+            legend="{{tenant}}",
+            thresholds=TENANT_SPACE_STEPS,
+        ),
+        timeseries(
+            "Capacity, allocation and use",
+            (12, 4, 12, 8),
+            [
+                target(
+                    f"koodrive_tenant_capacity_bytes{{{JOB}}}",
+                    "A",
+                    "capacity {{tenant}}",
+                ),
+                target(
+                    f"koodrive_tenant_allocated_bytes{{{JOB}}}",
+                    "B",
+                    "allocated {{tenant}}",
+                ),
+                target(f"koodrive_tenant_used_bytes{{{JOB}}}", "C", "used {{tenant}}"),
+            ],
+            description="Tenant totals over time, one line of each per tenant.",
+            unit="bytes",
+        ),
+        table(
+            "Departments by storage used",
+            (0, 12, 12, 10),
+            [
+                ("Used", department_used, bytes_column),
+                ("Quota", f"koodrive_department_quota_bytes{{{JOB}}}", bytes_column),
+                (
+                    "Used of quota",
+                    f"koodrive:department_used_ratio{{{JOB}}}",
+                    share_column(DEPARTMENT_STEPS),
+                ),
+                ("Users", f"koodrive_department_users{{{JOB}}}", count_column),
+            ],
+            description=(
+                "Every department; a blank share means no quota above 0 is set. "
+                "Orange where KooDriveDepartmentNearlyFull fires."
+            ),
+            sort_by="Used",
+            keys=[
+                column("department", displayName="Department"),
+                column("department_id", displayName="Department ID"),
+            ],
+        ),
+        timeseries(
+            f"Top {TOP_DEPARTMENTS} departments by storage used",
+            (12, 12, 12, 10),
+            [target(top_departments, "A", "{{department}} {{tenant}}")],
+            description=(
+                f"Usage over time of the {TOP_DEPARTMENTS} departments that use "
+                "the most at the end of the time range."
+            ),
+            unit="bytes",
+        ),
+        table(
+            "Team spaces by storage used",
+            (0, 22, 16, 10),
+            [
+                ("Used", f"koodrive_group_used_bytes{{{JOB}}}", bytes_column),
+                ("Quota", f"koodrive_group_quota_bytes{{{JOB}}}", bytes_column),
+                (
+                    "Used of quota",
+                    f"koodrive:group_used_ratio{{{JOB}}}",
+                    share_column(RATIO_STEPS),
+                ),
+                ("Members", f"koodrive_group_members{{{JOB}}}", count_column),
+            ],
+            description="Every team space; a blank share means no quota above 0.",
+            sort_by="Used",
+            keys=[
+                column("group", displayName="Team space"),
+                column("group_id", displayName="Team space ID"),
+            ],
+        ),
+        stat(
+            "Collectors",
+            (16, 22, 8, 10),
+            f"koodrive_collector_up{{{JOB}}}",
+            description=(
+                "Whether each collector's last read of the KooDrive API succeeded; "
+                "a failing one leaves its panels empty or out of date."
+            ),
+            legend="{{collector}} {{tenant}}",
+            text_mode="value_and_name",
+            thresholds=UP_STEPS,
+            mappings=up_mappings,
+        ),
+    ]
+    return dashboard(
+        TENANTS_UID,
+        "KooDrive / Tenants and departments",
+        "Capacity, allocation and use of KooDrive tenants, departments and team "
+        "spaces, from koodrive-exporter.",
+        [JOB_VARIABLE, tenant_variable("koodrive_tenant_capacity_bytes")],
         panels,
     )
 
@@ -920,6 +1181,7 @@ def render() -> dict[str, str]:
         "koodrive-overview.json": overview(),
         "koodrive-user-detail.json": user_detail(),
         "koodrive-exporter-health.json": exporter_health(),
+        "koodrive-tenants.json": tenants(),
     }
     return {name: json.dumps(board, indent=2) + "\n" for name, board in boards.items()}
 

@@ -28,8 +28,8 @@ KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
 DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
 
-# Every series koodrive-exporter publishes, by metric family name.
-EXPORTER_METRICS = frozenset(
+# What koodrive-exporter publishes with only the default `users` collector.
+USERS_COLLECTOR_METRICS = frozenset(
     {
         "koodrive_user_quota_bytes",
         "koodrive_user_used_bytes",
@@ -37,6 +37,7 @@ EXPORTER_METRICS = frozenset(
         "koodrive_user_quota_effective_timestamp_seconds",
         "koodrive_user_quota_creation_timestamp_seconds",
         "koodrive_up",
+        "koodrive_collector_up",
         "koodrive_users",
         "koodrive_last_refresh_success_timestamp_seconds",
         "koodrive_refresh_duration_seconds",
@@ -44,6 +45,40 @@ EXPORTER_METRICS = frozenset(
         "koodrive_record_errors_total",
         "koodrive_exporter_build_info",
     }
+)
+
+# What the optional collectors add, each only when enabled.
+OPTIONAL_COLLECTOR_METRICS = {
+    "overview": frozenset(
+        {
+            "koodrive_tenant_capacity_bytes",
+            "koodrive_tenant_allocated_bytes",
+            "koodrive_tenant_used_bytes",
+            "koodrive_tenant_quota_bytes",
+        }
+    ),
+    "departments": frozenset(
+        {
+            "koodrive_department_quota_bytes",
+            "koodrive_department_used_bytes",
+            "koodrive_department_users",
+        }
+    ),
+    "groups": frozenset(
+        {
+            "koodrive_group_quota_bytes",
+            "koodrive_group_used_bytes",
+            "koodrive_group_members",
+        }
+    ),
+}
+
+# Only on /metrics, and only when the exporter serves several tenants.
+MULTI_TENANT_METRICS = frozenset({"koodrive_exporter_tenants"})
+
+# Every series koodrive-exporter can publish, by metric family name.
+EXPORTER_METRICS = USERS_COLLECTOR_METRICS.union(
+    *OPTIONAL_COLLECTOR_METRICS.values(), MULTI_TENANT_METRICS
 )
 
 # Series that Prometheus itself adds to every scrape target.

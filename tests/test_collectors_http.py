@@ -69,10 +69,10 @@ def test_every_collector_publishes_what_the_simulator_serves(
         overview["totalUsed"] * 1e3
     )
     assert samples["koodrive_tenant_capacity_bytes"] == pytest.approx(
-        overview["totalCapacity"] * 1e9
+        overview["totalCapacity"] * 1e3
     )
     assert samples["koodrive_tenant_allocated_bytes"] == pytest.approx(
-        overview["totalAllocation"] * 1e9
+        overview["totalAllocation"] * 1e3
     )
     department_used = 0.0
     for department in simulator.departments():

@@ -20,6 +20,7 @@ from support_tools import (
     dashboard_queries,
     iter_rules,
     known_metrics,
+    label_values_query,
     load_dashboards,
     metric_tokens,
     parse_duration,
@@ -30,16 +31,37 @@ from support_tools import (
 GENERATOR = REPO / "grafana" / "generate_dashboards.py"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 USER_DETAIL_UID = "koodrive-user"
+TENANTS_UID = "koodrive-tenants"
 GRID_COLUMNS = 24
 # Stand-ins for Grafana's variables, enough for the queries to parse.
 VARIABLE_VALUES = {
     "job": "koodrive-exporter",
+    "tenant": ".*",
     "user_id": "1505084218764547200",
     "__rate_interval": "4m",
     "__interval": "1m",
     "__range": "7d",
 }
 COUNT_UNITS = {"none", "short"}
+# The alerts on a share used, with the pattern of their threshold, by the
+# recorded series they judge. Any other share follows the user quota alerts.
+RATIO_ALERTS = {
+    "koodrive:tenant_allocated_ratio": [
+        ("KooDriveTenantAllocationNearlyExhausted", r"> ([0-9.]+)")
+    ],
+    "koodrive:tenant_used_ratio": [("KooDriveTenantSpaceNearlyFull", r"> ([0-9.]+)")],
+    "koodrive:department_used_ratio": [
+        ("KooDriveDepartmentNearlyFull", r"> ([0-9.]+)")
+    ],
+}
+USER_RATIO_ALERTS = [
+    ("KooDriveUserNearlyFull", r"> ([0-9.]+)\)"),
+    ("KooDriveUserFull", r">= ([0-9.]+)"),
+]
+# Series about the exporter itself, which its own /metrics carries without a
+# tenant label; queries filter them by job alone.
+EXPORTER_OWN_METRICS = {"koodrive_exporter_build_info"}
+SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^{}]*)\}")
 
 
 def panels() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -49,12 +71,13 @@ def panels() -> Iterator[tuple[str, dict[str, Any]]]:
             yield name, panel
 
 
-def column_units(panel: dict[str, Any]) -> dict[str, str]:
-    """The unit each query of a panel is shown in, by refId."""
-    default = panel["fieldConfig"]["defaults"].get("unit", "none")
-    units = {target["refId"]: default for target in panel["targets"]}
+def target_fields(panel: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The unit and thresholds each query of a panel is shown with, by refId."""
+    defaults = panel["fieldConfig"]["defaults"]
+    shown = (defaults.get("unit", "none"), defaults.get("thresholds", {}))
+    fields = {target["refId"]: shown for target in panel["targets"]}
     if panel["type"] != "table":
-        return units
+        return fields
 
     renames = {}
     for step in panel["transformations"]:
@@ -66,13 +89,22 @@ def column_units(panel: dict[str, Any]) -> dict[str, str]:
     }
     for override in panel["fieldConfig"]["overrides"]:
         header = override["matcher"]["options"]
-        for prop in override["properties"]:
-            if prop["id"] != "unit":
-                continue
-            for ref, ref_header in header_of.items():
-                if ref_header == header:
-                    units[ref] = prop["value"]
-    return units
+        props = {prop["id"]: prop["value"] for prop in override["properties"]}
+        for ref, ref_header in header_of.items():
+            if ref_header == header and "unit" in props:
+                fields[ref] = (props["unit"], props.get("thresholds", shown[1]))
+    return fields
+
+
+def column_units(panel: dict[str, Any]) -> dict[str, str]:
+    """The unit each query of a panel is shown in, by refId."""
+    return {ref: unit for ref, (unit, _) in target_fields(panel).items()}
+
+
+def board(uid: str) -> dict[str, Any]:
+    """The dashboard with a given uid."""
+    (found,) = (b for b in load_dashboards().values() if b["uid"] == uid)
+    return found
 
 
 def field_configs(panel: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -123,11 +155,16 @@ def test_dashboards_match_their_generator() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_there_are_overview_user_detail_and_exporter_dashboards() -> None:
+def test_there_are_overview_user_detail_exporter_and_tenant_dashboards() -> None:
     uids = [board["uid"] for board in load_dashboards().values()]
 
     assert len(uids) == len(set(uids))
-    assert set(uids) == {"koodrive-overview", USER_DETAIL_UID, "koodrive-exporter"}
+    assert set(uids) == {
+        "koodrive-overview",
+        USER_DETAIL_UID,
+        "koodrive-exporter",
+        TENANTS_UID,
+    }
 
 
 def test_dashboards_are_importable_and_provisionable() -> None:
@@ -230,18 +267,38 @@ def test_timestamps_are_converted_to_milliseconds_for_date_units() -> None:
                 assert "* 1000" not in target["expr"], f"{name}: {panel['title']}"
 
 
-def test_ratio_thresholds_match_the_quota_alerts() -> None:
-    nearly_full = alert_threshold("KooDriveUserNearlyFull", r"> ([0-9.]+)\)")
-    full = alert_threshold("KooDriveUserFull", r">= ([0-9.]+)")
-    checked = 0
+def test_ratio_thresholds_match_the_alerts_on_each_ratio() -> None:
+    checked: list[str] = []
     for name, panel in panels():
-        for unit, thresholds in field_configs(panel):
-            if unit == "percentunit":
-                assert {nearly_full, full} <= threshold_values(thresholds), (
-                    f"{name}: {panel['title']}"
-                )
-                checked += 1
-    assert checked >= 4
+        fields = target_fields(panel)
+        for target in panel["targets"]:
+            unit, thresholds = fields[target["refId"]]
+            if unit != "percentunit":
+                continue
+            leading = metric_tokens(target["expr"])[0]
+            rules = RATIO_ALERTS.get(leading, USER_RATIO_ALERTS)
+            wanted = {alert_threshold(alert, pattern) for alert, pattern in rules}
+            assert wanted <= threshold_values(thresholds), (
+                f"{name}: {panel['title']} / {target['refId']}"
+            )
+            checked.append(leading)
+
+    assert len(checked) >= 8
+    assert set(RATIO_ALERTS) <= set(checked)
+
+
+def test_ratio_comparisons_in_queries_match_the_alerts() -> None:
+    compared = 0
+    for name, board_json in load_dashboards().items():
+        for where, expr in dashboard_queries(board_json):
+            for ratio, rules in RATIO_ALERTS.items():
+                pattern = re.escape(ratio) + r"\{[^}]*\} > ([0-9.]+)"
+                for match in re.finditer(pattern, expr):
+                    (alert, alert_pattern), *_ = rules
+                    wanted = alert_threshold(alert, alert_pattern)
+                    assert float(match.group(1)) == wanted, f"{name}: {where}"
+                    compared += 1
+    assert compared >= 1
 
 
 def test_expiry_thresholds_match_the_expiry_alerts() -> None:
@@ -291,6 +348,7 @@ def test_user_tables_link_to_the_user_detail_dashboard() -> None:
         assert link["url"].startswith(f"/d/{USER_DETAIL_UID}/"), panel["title"]
         assert "var-user_id=${__value.raw}" in link["url"], panel["title"]
         assert "${datasource:queryparam}" in link["url"], panel["title"]
+        assert "${tenant:queryparam}" in link["url"], panel["title"]
 
 
 def test_user_detail_selects_the_user_from_the_exporter_series() -> None:
@@ -330,3 +388,82 @@ def test_dashboard_files_are_the_only_json_in_the_folder() -> None:
     names = {path.name for path in DASHBOARDS_DIR.iterdir()}
 
     assert names == set(load_dashboards())
+
+
+def test_every_tenant_query_filters_by_job_and_tenant() -> None:
+    checked = 0
+    for name, board_json in load_dashboards().items():
+        variables = {v["name"] for v in board_json["templating"]["list"]}
+        assert {"job", "tenant"} <= variables, name
+        for where, expr in dashboard_queries(board_json):
+            if where.startswith("variable"):
+                continue
+            for metric, matchers in SELECTOR.findall(expr):
+                assert 'job="$job"' in matchers, f"{name}: {where}: {metric}"
+                if metric not in EXPORTER_OWN_METRICS:
+                    assert 'tenant=~"$tenant"' in matchers, f"{name}: {where}"
+                    checked += 1
+    assert checked >= 50
+
+
+def test_tenant_variable_offers_all_which_also_matches_no_tenant_label() -> None:
+    for name, board_json in load_dashboards().items():
+        variables = {v["name"]: v for v in board_json["templating"]["list"]}
+        tenant = variables["tenant"]
+        selector, label = label_values_query(tenant["definition"])
+
+        assert label == "tenant", name
+        assert selector.endswith('{job="$job"}'), name
+        assert tenant["includeAll"] is True, name
+        assert tenant["multi"] is True, name
+        # A regular expression that matches the empty string also selects
+        # series that have no tenant label at all.
+        assert re.fullmatch(tenant["allValue"], ""), name
+        assert tenant["current"]["value"] == ["$__all"], name
+    variables = {v["name"]: v for v in board(TENANTS_UID)["templating"]["list"]}
+    selector, _ = label_values_query(variables["tenant"]["definition"])
+    assert selector.startswith("koodrive_tenant_capacity_bytes{"), selector
+
+
+def test_tenant_dashboard_shows_totals_allocation_departments_and_groups() -> None:
+    tenants = board(TENANTS_UID)
+    by_title = {panel["title"]: panel for panel in tenants["panels"]}
+    exprs = " ".join(
+        target["expr"] for panel in tenants["panels"] for target in panel["targets"]
+    )
+
+    (allocation,) = (
+        panel
+        for panel in tenants["panels"]
+        if panel["type"] == "gauge"
+        and "koodrive:tenant_allocated_ratio" in panel["targets"][0]["expr"]
+    )
+    assert allocation["fieldConfig"]["defaults"]["max"] == 1
+    over_time = {
+        metric_tokens(target["expr"])[0]
+        for panel in tenants["panels"]
+        if panel["type"] == "timeseries"
+        for target in panel["targets"]
+    }
+    assert {
+        "koodrive_tenant_capacity_bytes",
+        "koodrive_tenant_allocated_bytes",
+        "koodrive_tenant_used_bytes",
+        "koodrive_department_used_bytes",
+    } <= over_time
+    tables = {
+        panel["title"]: panel for panel in tenants["panels"] if panel["type"] == "table"
+    }
+    assert len(tables) == 2
+    departments, groups = tables.values()
+    for table, key in ((departments, "department_id"), (groups, "group_id")):
+        metrics = {metric_tokens(t["expr"])[0] for t in table["targets"]}
+        keys = {o["matcher"]["options"] for o in table["fieldConfig"]["overrides"]}
+        assert key in keys, table["title"]
+        assert len(metrics) == 4, table["title"]
+        assert table["options"]["sortBy"] == [{"displayName": "Used", "desc": True}]
+    assert "koodrive_department_users" in exprs
+    assert "koodrive_group_members" in exprs
+    # Top-k over time keeps the same departments across the whole range.
+    assert "@ end()" in exprs
+    assert "Collectors" in by_title

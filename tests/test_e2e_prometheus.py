@@ -1,8 +1,10 @@
 """End to end: simulator -> koodrive-exporter -> a real Prometheus with our rules.
 
 Prometheus scrapes the exporter every second and evaluates rules.yml with every
-`for:` shortened, so each alert shows within seconds. The test then reads
-targets, alerts and every dashboard query back through Prometheus's HTTP API.
+`for:` shortened, so each alert shows within seconds. The tests then read
+targets, alerts and every dashboard query back through Prometheus's HTTP API:
+once for an exporter serving one tenant on /metrics, once for two tenants
+scraped through /probe with the relabelling of prometheus-multi-tenant.yml.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,8 +24,11 @@ import requests
 import yaml
 
 from support_tools import (
-    EXPORTER_METRICS,
+    MULTI_TENANT_METRICS,
+    OPTIONAL_COLLECTOR_METRICS,
+    PROMETHEUS_DIR,
     RULES_FILE,
+    USERS_COLLECTOR_METRICS,
     dashboard_queries,
     free_port,
     load_dashboards,
@@ -40,6 +45,7 @@ pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 
 JOB = "koodrive-exporter"
+MULTI_TENANT_EXAMPLE = PROMETHEUS_DIR / "prometheus-multi-tenant.yml"
 TOKEN = "e2e-secret-token"
 SHORT_FOR = "1s"
 START_TIMEOUT = 30.0
@@ -63,7 +69,7 @@ USERS_WITH_QUOTA = {NEARLY_FULL, FULL, EXPIRING, EXPIRED, HEALTHY, GROWING, BAD_
 GROWTH_BYTES_PER_SECOND = 2_000_000
 GROWING_QUOTA = 10**9
 
-EXPECTED_ALERTS = {
+USER_ALERTS = {
     ("KooDriveUserNearlyFull", NEARLY_FULL),
     ("KooDriveUserFull", FULL),
     ("KooDriveQuotaExpiringSoon", EXPIRING),
@@ -71,9 +77,34 @@ EXPECTED_ALERTS = {
     ("KooDriveUserPredictedFull", GROWING),
 }
 
-# Stand-ins for Grafana's variables when a dashboard query is sent as is.
+# Far more than the single tenant allocates or stores, so that no tenant
+# alert fires there.
+ROOMY_CAPACITY_GB = 1e6
+ALL_COLLECTORS = ("users", "overview", "departments", "groups")
+SINGLE_TENANT_METRICS = USERS_COLLECTOR_METRICS.union(
+    *OPTIONAL_COLLECTOR_METRICS.values()
+)
+# The wire units the exporter assumes by default.
+BYTES_PER_GB = 1e9
+BYTES_PER_KB = 1e3
+NEARLY_FULL_RATIO = 0.9
+
+# Two tenants behind one exporter: the crowded one has granted 95% of its
+# capacity as quotas, the calm one has room to spare.
+CALM = "calm"
+CROWDED = "crowded"
+CROWDED_ALLOCATION = 0.95
+TENANT_SEEDS = {CALM: 1, CROWDED: 2}
+TENANT_DEPARTMENTS = {CALM: 4, CROWDED: 3}
+TENANT_USERS = 12
+TENANT_USER_QUOTA = 10**10
+MULTI_TENANT_DASHBOARDS = frozenset({"koodrive-tenants", "koodrive-exporter"})
+
+# Stand-ins for Grafana's variables when a dashboard query is sent as is; the
+# "All" value of the tenant variable is `.*`.
 GRAFANA_VALUES = {
     "job": JOB,
+    "tenant": ".*",
     "user_id": GROWING,
     "__rate_interval": "1m",
     "__interval": "2s",
@@ -202,9 +233,12 @@ class LiveTenant:
 
 
 def alert_key(alert: dict[str, Any]) -> tuple[str, str]:
-    """An alert's name and whom it is about: the user, else the instance."""
+    """An alert's name and whom it is about: user, department, tenant or instance."""
     labels = alert["labels"]
-    return labels["alertname"], labels.get("user_id", labels.get("instance", ""))
+    for subject in ("user_id", "department_id", "tenant", "instance"):
+        if subject in labels:
+            return labels["alertname"], labels[subject]
+    return labels["alertname"], ""
 
 
 class PrometheusAPI:
@@ -236,7 +270,7 @@ class PrometheusAPI:
         return self.get("/api/v1/alerts")["alerts"]
 
     def firing(self) -> set[tuple[str, str]]:
-        """(alertname, user_id or instance) of the firing alerts."""
+        """(alertname, whom it is about) of the firing alerts."""
         return {alert_key(a) for a in self.alerts() if a["state"] == "firing"}
 
     def await_firing(
@@ -257,6 +291,13 @@ class PrometheusAPI:
             for name, subject in [alert_key(alert)]
         ]
         return ", ".join(sorted(described))
+
+    def values(self, expr: str, label: str) -> dict[str, float]:
+        """An instant query's values, keyed by one label of each sample."""
+        return {
+            sample["metric"].get(label, ""): float(sample["value"][1])
+            for sample in self.query(expr)
+        }
 
     def ready(self) -> bool | None:
         """True once Prometheus answers its readiness endpoint."""
@@ -312,16 +353,59 @@ def write_prometheus_config(path: Path, exporter_port: int, rules: Path) -> None
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def write_multi_tenant_prometheus_config(
+    path: Path, exporter_address: str, tenants: list[str], rules: Path
+) -> None:
+    """prometheus-multi-tenant.yml, aimed at the test's exporter and tenants.
+
+    Only addresses, tenant names, intervals and the rules file change: the
+    relabelling is the example's own.
+    """
+    config = yaml.safe_load(MULTI_TENANT_EXAMPLE.read_text(encoding="utf-8"))
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(rules)]
+    for job in config["scrape_configs"]:
+        job["scrape_interval"] = "1s"
+        job["scrape_timeout"] = "1s"
+        if job["metrics_path"] == "/probe":
+            job["static_configs"] = [{"targets": tenants}]
+            for step in job["relabel_configs"]:
+                if step["target_label"] == "__address__":
+                    step["replacement"] = exporter_address
+        else:
+            job["static_configs"] = [{"targets": [exporter_address]}]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def koodrive_settings(api_url: str, token_file: Path) -> dict[str, Any]:
+    """The settings of one KooDrive tenant, failing fast."""
+    return {
+        "url": api_url,
+        "user_id": "1505084218764547200",
+        "auth": {"token_file": str(token_file), "token_prefix": "Bearer "},
+        "timeout_seconds": 2,
+        "retries": {"max_attempts": 1},
+    }
+
+
 def write_exporter_config(path: Path, api_url: str, token_file: Path) -> None:
     """An exporter configuration that refreshes at every scrape, failing fast."""
     config = {
-        "koodrive": {
-            "url": api_url,
-            "user_id": "1505084218764547200",
-            "auth": {"token_file": str(token_file), "token_prefix": "Bearer "},
-            "timeout_seconds": 2,
-            "retries": {"max_attempts": 1},
+        "koodrive": koodrive_settings(api_url, token_file),
+        "refresh": {"min_interval_seconds": 1, "stale_after_seconds": 600},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_multi_tenant_exporter_config(
+    path: Path, api_urls: dict[str, str], token_file: Path
+) -> None:
+    """An exporter serving each tenant on /probe, with every collector on."""
+    config = {
+        "tenants": {
+            name: koodrive_settings(url, token_file) for name, url in api_urls.items()
         },
+        "collectors": dict.fromkeys(ALL_COLLECTORS, True),
         "refresh": {"min_interval_seconds": 1, "stale_after_seconds": 600},
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -332,20 +416,126 @@ def users_of(result: list[dict[str, Any]]) -> set[str]:
     return {sample["metric"]["user_id"] for sample in result}
 
 
-def check_dashboard_queries(prometheus: PrometheusAPI) -> None:
-    """Every dashboard query returns data and names only series that exist."""
+def departments_over_quota(simulator: Any) -> set[tuple[str, str]]:
+    """The department alerts the simulator's served figures call for."""
+    return {
+        ("KooDriveDepartmentNearlyFull", row["id"])
+        for row in simulator.departments()
+        if row["capacity"] > 0
+        and row["spaceUsed"] * BYTES_PER_KB
+        > NEARLY_FULL_RATIO * row["capacity"] * BYTES_PER_GB
+    }
+
+
+def check_dashboard_queries(
+    prometheus: PrometheusAPI,
+    expected_metrics: frozenset[str],
+    values: dict[str, str] = GRAFANA_VALUES,
+    with_data: Collection[str] | None = None,
+) -> None:
+    """Every dashboard query returns data and names only series that exist.
+
+    With `with_data`, only the dashboards of those uids must show data; the
+    other dashboards' queries must still be accepted by Prometheus.
+    """
     present = set(prometheus.get("/api/v1/label/__name__/values"))
-    assert present >= EXPORTER_METRICS, sorted(EXPORTER_METRICS - present)
+    assert present >= expected_metrics, sorted(expected_metrics - present)
 
     empty = []
     for name, board in load_dashboards().items():
         for where, expr in dashboard_queries(board):
-            concrete = substitute_variables(expr, GRAFANA_VALUES)
+            concrete = substitute_variables(expr, values)
+            if with_data is not None and board["uid"] not in with_data:
+                prometheus.query(concrete)
+                continue
             missing = set(metric_tokens(concrete)) - present
             assert not missing, f"{name}: {where} names {sorted(missing)}"
             if not prometheus.query(concrete):
                 empty.append(f"{name}: {where}: {concrete}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def steady_users(seed: int) -> list[dict[str, Any]]:
+    """A tenant's users, each well below a 10 GB quota, valid for a year.
+
+    The last one's expiration time is unreadable, so that the exporter counts
+    a record error for every tenant.
+    """
+    now = datetime.now(timezone.utc)
+    users = [
+        {
+            "userId": f"{seed}{index:018d}",
+            "quota": str(TENANT_USER_QUOTA),
+            "used": float((index + 1) * 10**8 + seed * 10**6),
+            "createTime": iso(now - timedelta(days=400)),
+            "effectiveTime": iso(now - timedelta(days=300)),
+            "expirationTime": iso(now + timedelta(days=365)),
+        }
+        for index in range(TENANT_USERS)
+    ]
+    users[-1]["expirationTime"] = "not a time"
+    return users
+
+
+def tenant_simulators(simulator_app: Any) -> dict[str, Any]:
+    """The calm and the crowded tenant's simulators, not yet started.
+
+    The crowded tenant's capacity is set so that its allocation, which the
+    simulator derives from the users' and team spaces' quotas, takes 95% of it.
+    """
+
+    def simulator(name: str, capacity_gb: float | None = None) -> Any:
+        return simulator_app.Simulator(
+            steady_users(TENANT_SEEDS[name]),
+            host="127.0.0.1",
+            port=0,
+            token=TOKEN,
+            departments=TENANT_DEPARTMENTS[name],
+            seed=TENANT_SEEDS[name],
+            tenant_capacity_gb=capacity_gb,
+        )
+
+    # The overview reports its totals in KB; the simulator takes GB.
+    allocation_gb = simulator(CROWDED).overview()["totalAllocation"] / 10**6
+    return {
+        CALM: simulator(CALM),
+        CROWDED: simulator(CROWDED, allocation_gb / CROWDED_ALLOCATION),
+    }
+
+
+def tenant_targets(prometheus: PrometheusAPI) -> dict[str, dict[str, Any]]:
+    """The active targets of the exporter's job, by tenant ("" for /metrics)."""
+    targets = prometheus.get("/api/v1/targets")["activeTargets"]
+    return {
+        target["labels"].get("tenant", ""): target
+        for target in targets
+        if target["labels"]["job"] == JOB
+    }
+
+
+def start_prometheus(
+    stack: ExitStack, program: str, config: Path, port: int, tmp_path: Path
+) -> PrometheusAPI:
+    """Run Prometheus on a loopback port until the stack closes; wait until ready."""
+    prometheus = PrometheusAPI(f"http://127.0.0.1:{port}")
+    stack.enter_context(
+        running(
+            [
+                program,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            tmp_path / "prometheus.log",
+        )
+    )
+    wait_for(
+        prometheus.ready,
+        START_TIMEOUT,
+        lambda: "Prometheus to be ready; " + tail(tmp_path / "prometheus.log"),
+    )
+    return prometheus
 
 
 def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None:
@@ -363,9 +553,10 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
     write_prometheus_config(prometheus_config, exporter_port, rules)
     exporter_url = f"http://127.0.0.1:{exporter_port}"
     exporter_instance = f"127.0.0.1:{exporter_port}"
-    prometheus = PrometheusAPI(f"http://127.0.0.1:{prometheus_port}")
 
-    simulator = simulator_app.Simulator([], host="127.0.0.1", port=0, token=TOKEN)
+    simulator = simulator_app.Simulator(
+        [], host="127.0.0.1", port=0, token=TOKEN, tenant_capacity_gb=ROOMY_CAPACITY_GB
+    )
     with ExitStack() as stack:
         simulator.start()
         stack.callback(simulator.stop)
@@ -379,6 +570,11 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
                     exporter,
                     f"--config.file={exporter_config}",
                     f"--web.listen-address=127.0.0.1:{exporter_port}",
+                    # The optional collectors, switched on by flag; their
+                    # series carry no tenant label here.
+                    "--collector.overview",
+                    "--collector.departments",
+                    "--collector.groups",
                 ],
                 tmp_path / "exporter.log",
             )
@@ -388,22 +584,8 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
             START_TIMEOUT,
             lambda: "the exporter to be ready; " + tail(tmp_path / "exporter.log"),
         )
-        stack.enter_context(
-            running(
-                [
-                    prometheus_program,
-                    f"--config.file={prometheus_config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
-                    "--log.level=warn",
-                ],
-                tmp_path / "prometheus.log",
-            )
-        )
-        wait_for(
-            prometheus.ready,
-            START_TIMEOUT,
-            lambda: "Prometheus to be ready; " + tail(tmp_path / "prometheus.log"),
+        prometheus = start_prometheus(
+            stack, prometheus_program, prometheus_config, prometheus_port, tmp_path
         )
 
         # The target is scraped successfully.
@@ -419,15 +601,20 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
         )
         assert target["labels"]["instance"] == exporter_instance
 
-        # Exactly the expected alerts fire, for exactly the expected users, and
-        # nothing else is even pending an evaluation later.
+        # Exactly the expected alerts fire, for exactly the expected users and
+        # departments, and nothing else is even pending an evaluation later.
+        # Unlimited users' usage counts towards their department but not its
+        # quota, so some departments are far over it; which ones depends on
+        # how the simulator spreads the users, hence read from it.
+        expected_alerts = USER_ALERTS | departments_over_quota(simulator)
+        assert any(name.startswith("KooDriveDepartment") for name, _ in expected_alerts)
         prometheus.await_firing(
-            lambda firing: firing == EXPECTED_ALERTS,
-            f"exactly {sorted(EXPECTED_ALERTS)}",
+            lambda firing: firing == expected_alerts,
+            f"exactly {sorted(expected_alerts)}",
         )
         time.sleep(2)
         active = {(*alert_key(a), a["state"]) for a in prometheus.alerts()}
-        assert active == {(name, user, "firing") for name, user in EXPECTED_ALERTS}
+        assert active == {(name, whom, "firing") for name, whom in expected_alerts}
 
         # Ratios exist only for users with a quota; unlimited users have none.
         ratios = prometheus.query("koodrive:user_used_ratio")
@@ -440,12 +627,20 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
         )
         assert users_of(unlimited) == {UNLIMITED_EMPTY, UNLIMITED_NULL, UNLIMITED_ZERO}
 
-        check_dashboard_queries(prometheus)
+        # No series of a single tenant carries a tenant label, so this also
+        # proves that the dashboards' "All" tenants match series without one.
+        assert not prometheus.query('{__name__=~"koodrive.+", tenant!=""}')
+        check_dashboard_queries(prometheus, SINGLE_TENANT_METRICS)
 
-        # A user whose series disappear stops alerting.
+        # A user whose series disappear stops alerting. Its department loses
+        # its quota and usage too, which may settle that department's alert.
         tenant.removed.add(FULL)
         prometheus.await_firing(
-            lambda firing: firing == EXPECTED_ALERTS - {("KooDriveUserFull", FULL)},
+            lambda firing: (
+                firing
+                == (USER_ALERTS - {("KooDriveUserFull", FULL)})
+                | departments_over_quota(simulator)
+            ),
             "the removed full user's alert to resolve",
         )
 
@@ -463,3 +658,169 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
             lambda firing: ("KooDriveExporterDown", exporter_instance) in firing,
             "KooDriveExporterDown",
         )
+
+
+def test_two_tenants_scraped_through_probe(tmp_path: Path) -> None:
+    prometheus_program = require_tool("prometheus")
+    simulator_app = require_module("koodrive_exporter.simulator.app")
+    exporter = exporter_command()
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    rules = tmp_path / "rules.yml"
+    write_test_rules(rules)
+    exporter_port = free_port()
+    exporter_address = f"127.0.0.1:{exporter_port}"
+    simulators = tenant_simulators(simulator_app)
+    prometheus_config = tmp_path / "prometheus.yml"
+    write_multi_tenant_prometheus_config(
+        prometheus_config, exporter_address, sorted(simulators), rules
+    )
+
+    with ExitStack() as stack:
+        for simulator in simulators.values():
+            simulator.start()
+            stack.callback(simulator.stop)
+        exporter_config = tmp_path / "exporter.yml"
+        write_multi_tenant_exporter_config(
+            exporter_config,
+            {name: simulator.url for name, simulator in simulators.items()},
+            token_file,
+        )
+        stack.enter_context(
+            running(
+                [
+                    exporter,
+                    f"--config.file={exporter_config}",
+                    f"--web.listen-address={exporter_address}",
+                ],
+                tmp_path / "exporter.log",
+            )
+        )
+        wait_for(
+            lambda: http_ok(f"http://{exporter_address}/-/ready"),
+            START_TIMEOUT,
+            lambda: "the exporter to be ready; " + tail(tmp_path / "exporter.log"),
+        )
+        prometheus = start_prometheus(
+            stack, prometheus_program, prometheus_config, free_port(), tmp_path
+        )
+
+        # One target per tenant and one for the exporter's own /metrics, all
+        # under the job the down alert watches, all up.
+        def all_up() -> dict[str, dict[str, Any]] | None:
+            targets = tenant_targets(prometheus)
+            healthy = all(target["health"] == "up" for target in targets.values())
+            return targets if len(targets) == 3 and healthy else None
+
+        targets = wait_for(
+            all_up,
+            START_TIMEOUT,
+            lambda: (
+                f"every target to be up: {tenant_targets(prometheus)}; "
+                + tail(tmp_path / "exporter.log")
+            ),
+        )
+        assert set(targets) == {"", CALM, CROWDED}
+        for name in (CALM, CROWDED):
+            assert targets[name]["scrapeUrl"] == (
+                f"http://{exporter_address}/probe?tenant={name}"
+            )
+        assert targets[""]["scrapeUrl"] == f"http://{exporter_address}/metrics"
+        assert prometheus.values("koodrive_exporter_tenants", "tenant") == {"": 2}
+
+        # Only the crowded tenant has allocated more than 90% of its capacity.
+        prometheus.await_firing(
+            lambda firing: (
+                firing == {("KooDriveTenantAllocationNearlyExhausted", CROWDED)}
+            ),
+            "the crowded tenant's allocation alert, and nothing else",
+        )
+        allocated = prometheus.values("koodrive:tenant_allocated_ratio", "tenant")
+        assert allocated[CROWDED] == pytest.approx(CROWDED_ALLOCATION)
+        assert allocated[CALM] <= NEARLY_FULL_RATIO
+
+        # Each tenant's figures are its own simulator's, in bytes, and its
+        # departments add up to its total.
+        used = prometheus.values("koodrive_tenant_used_bytes", "tenant")
+        by_department = prometheus.values(
+            "sum by (tenant) (koodrive_department_used_bytes)", "tenant"
+        )
+        departments = prometheus.values(
+            "count by (tenant) (koodrive_department_used_bytes)", "tenant"
+        )
+        for name, simulator in simulators.items():
+            overview = simulator.overview()
+            assert used[name] == pytest.approx(overview["totalUsed"] * BYTES_PER_KB)
+            assert by_department[name] == pytest.approx(used[name])
+            assert departments[name] == len(simulator.departments())
+
+        # rate() and increase() need two samples of each tenant's counters.
+        counters = (
+            "sum by (tenant) (rate(koodrive_api_requests_total[1m])) and on (tenant)"
+            " sum by (tenant) (increase(koodrive_record_errors_total[1m]))"
+        )
+        wait_for(
+            lambda: (
+                True
+                if set(prometheus.values(counters, "tenant")) == set(simulators)
+                else None
+            ),
+            START_TIMEOUT,
+            "two samples of every tenant's counters",
+        )
+
+        # The tenant and exporter dashboards show data for all tenants together
+        # and for each one; the user dashboards, whose alert cases the first
+        # test covers, at least accept the tenant filter.
+        check_dashboard_queries(
+            prometheus,
+            SINGLE_TENANT_METRICS | MULTI_TENANT_METRICS,
+            with_data=MULTI_TENANT_DASHBOARDS,
+        )
+        for name in simulators:
+            check_dashboard_queries(
+                prometheus,
+                SINGLE_TENANT_METRICS,
+                GRAFANA_VALUES | {"tenant": name},
+                with_data=MULTI_TENANT_DASHBOARDS,
+            )
+        tenant_choices = prometheus.query(
+            f'group by (tenant) (koodrive_tenant_capacity_bytes{{job="{JOB}"}})'
+        )
+        assert {s["metric"]["tenant"] for s in tenant_choices} == set(simulators)
+
+        # The calm tenant's KooDrive goes away: only its refresh fails, both
+        # targets stay up, and the crowded tenant's new figures still arrive.
+        simulators[CALM].stop()
+        prometheus.await_firing(
+            lambda firing: (
+                firing
+                == {
+                    ("KooDriveTenantAllocationNearlyExhausted", CROWDED),
+                    ("KooDriveRefreshFailing", CALM),
+                }
+            ),
+            "the calm tenant's refresh alert beside the crowded one's",
+        )
+        assert all(
+            target["health"] == "up" for target in tenant_targets(prometheus).values()
+        )
+        assert prometheus.values("koodrive_up", "tenant") == {CALM: 0, CROWDED: 1}
+        crowded = simulators[CROWDED]
+        crowded.set_users([user | {"used": user["used"] * 2} for user in crowded.users])
+        expected_used = crowded.overview()["totalUsed"] * BYTES_PER_KB
+        wait_for(
+            lambda: (
+                True
+                if prometheus.values("koodrive_tenant_used_bytes", "tenant")[CROWDED]
+                == pytest.approx(expected_used)
+                else None
+            ),
+            ALERT_TIMEOUT,
+            "the crowded tenant's new usage to reach Prometheus",
+        )
+        failing = prometheus.values(
+            f'koodrive_collector_up{{tenant="{CROWDED}"}} == 0', "collector"
+        )
+        assert not failing, failing

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,6 +14,7 @@ from support_tools import (
     RULES_FILE,
     iter_rules,
     known_metrics,
+    load_rule_groups,
     markdown_anchors,
     metric_names,
     parse_duration,
@@ -20,6 +23,7 @@ from support_tools import (
 
 RULE_TESTS_FILE = PROMETHEUS_DIR / "rules.test.yml"
 EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+MULTI_TENANT_CONFIG = PROMETHEUS_DIR / "prometheus-multi-tenant.yml"
 SEVERITIES = {"warning", "critical"}
 RUNBOOK_PREFIX = "docs/operations.md#"
 EXPECTED_ALERTS = {
@@ -31,7 +35,12 @@ EXPECTED_ALERTS = {
     "KooDriveExporterDown",
     "KooDriveRefreshFailing",
     "KooDriveDataStale",
+    "KooDriveTenantAllocationNearlyExhausted",
+    "KooDriveTenantSpaceNearlyFull",
+    "KooDriveDepartmentNearlyFull",
 }
+# A ratio divides only by a denominator filtered to values above 0.
+GUARDED_DIVISION = re.compile(r"^\w+ / \(\w+ > 0\)$")
 # The exporter refreshes at most this often by default; scraping faster only
 # re-reads the same snapshot.
 DEFAULT_MIN_REFRESH_SECONDS = 60
@@ -55,6 +64,20 @@ def alerts() -> dict[str, dict]:
     return {rule["alert"]: rule for rule in iter_rules() if "alert" in rule}
 
 
+def scrape_jobs(path: Path) -> dict[str, dict[str, Any]]:
+    """The scrape configurations of a Prometheus configuration file, by job name."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def job_label(job: dict[str, Any]) -> str:
+    """The `job` label a scrape configuration's targets end up with."""
+    for step in job.get("relabel_configs", []):
+        if step.get("target_label") == "job" and "source_labels" not in step:
+            return str(step["replacement"])
+    return str(job["job_name"])
+
+
 def test_rules_file_passes_promtool_check() -> None:
     result = run_promtool("check", "rules", RULES_FILE.name)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -69,6 +92,19 @@ def test_rule_unit_tests_pass() -> None:
 def test_example_prometheus_config_passes_promtool_check() -> None:
     result = run_promtool("check", "config", EXAMPLE_CONFIG.name)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_multi_tenant_example_config_passes_promtool_check() -> None:
+    result = run_promtool("check", "config", MULTI_TENANT_CONFIG.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_evaluate_recording_rules_before_alerts() -> None:
+    document = yaml.safe_load(RULE_TESTS_FILE.read_text(encoding="utf-8"))
+    groups = [group["name"] for group in load_rule_groups()]
+
+    assert document["group_eval_order"] == groups
+    assert groups.index("koodrive-recording") < groups.index("koodrive-alerts")
 
 
 def test_rules_define_exactly_the_documented_alerts() -> None:
@@ -112,6 +148,23 @@ def test_rule_expressions_name_only_known_metrics() -> None:
         assert not unknown, f"{name} uses unknown metrics {sorted(unknown)}"
 
 
+def test_tenant_department_and_group_ratios_skip_a_zero_denominator() -> None:
+    ratios = {
+        rule["record"]: " ".join(rule["expr"].split())
+        for rule in iter_rules()
+        if rule.get("record", "").endswith("_ratio")
+    }
+
+    assert {
+        "koodrive:tenant_allocated_ratio",
+        "koodrive:tenant_used_ratio",
+        "koodrive:department_used_ratio",
+        "koodrive:group_used_ratio",
+    } <= set(ratios)
+    for name, expr in ratios.items():
+        assert GUARDED_DIVISION.match(expr), f"{name}: {expr}"
+
+
 def test_recording_rules_follow_the_naming_convention() -> None:
     for rule in iter_rules():
         if "record" in rule:
@@ -138,3 +191,39 @@ def test_example_config_loads_the_rules_and_matches_the_down_alert() -> None:
     assert rule_files == [Path(RULES_FILE).resolve()]
     for job in job_names:
         assert f'up{{job="{job}"}}' in alerts()["KooDriveExporterDown"]["expr"]
+
+
+def test_multi_tenant_example_scrapes_each_tenant_through_probe() -> None:
+    jobs = scrape_jobs(MULTI_TENANT_CONFIG)
+    probes = [job for job in jobs.values() if job["metrics_path"] == "/probe"]
+    own = [job for job in jobs.values() if job["metrics_path"] == "/metrics"]
+    (probe,) = probes
+    (exporter,) = own
+    (tenants,) = probe["static_configs"]
+    relabel = probe["relabel_configs"]
+
+    assert len(tenants["targets"]) >= 2
+    assert {"source_labels": ["__address__"], "target_label": "__param_tenant"} in (
+        relabel
+    )
+    assert {"source_labels": ["__param_tenant"], "target_label": "tenant"} in relabel
+    (address,) = (step for step in relabel if step["target_label"] == "__address__")
+    assert "source_labels" not in address
+    assert [address["replacement"]] == exporter["static_configs"][0]["targets"]
+    for job in (probe, exporter):
+        assert parse_duration(job["scrape_interval"]) >= DEFAULT_MIN_REFRESH_SECONDS
+    assert (
+        30
+        <= parse_duration(probe["scrape_timeout"])
+        < parse_duration(probe["scrape_interval"])
+    )
+
+
+def test_multi_tenant_example_loads_the_rules_and_matches_the_down_alert() -> None:
+    config = yaml.safe_load(MULTI_TENANT_CONFIG.read_text(encoding="utf-8"))
+    rule_files = [(PROMETHEUS_DIR / name).resolve() for name in config["rule_files"]]
+    labels = {job_label(job) for job in scrape_jobs(MULTI_TENANT_CONFIG).values()}
+
+    assert rule_files == [Path(RULES_FILE).resolve()]
+    assert labels == {"koodrive-exporter"}
+    assert 'up{job="koodrive-exporter"}' in alerts()["KooDriveExporterDown"]["expr"]

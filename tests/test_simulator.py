@@ -998,5 +998,5 @@ def test_cli_serves_departments_groups_and_capacity_as_flagged() -> None:
     assert exit_code == 0
     assert departments["departments"] == in_bytes.departments()
     assert groups["groups"] == in_bytes.groups()
-    assert overview["data"]["totalCapacity"] == 5000.0
+    assert overview["data"]["totalCapacity"] == 5000.0 * 10**6
     assert "departments=3 groups=2 tenant_capacity_gb=5000.0" in "".join(lines)

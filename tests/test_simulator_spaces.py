@@ -91,18 +91,22 @@ def test_overview_sends_the_tenant_totals_as_floats(sim: Simulator) -> None:
     assert list(answer["data"]) == OVERVIEW_FIELDS
     assert all(isinstance(value, float) for value in answer["data"].values())
     assert answer["data"] == sim.overview()
-    assert answer["data"]["quota"] == answer["data"]["totalCapacity"]
+    # The quota is in GB, the totals in KB.
+    assert answer["data"]["quota"] * 10**6 == answer["data"]["totalCapacity"]
 
 
 def test_tenant_capacity_defaults_to_a_quarter_more_than_allocated_in_thousands(
     sim: Simulator,
 ) -> None:
     overview = sim.overview()
+    allocation_gb = Fraction(overview["totalAllocation"]) / 10**6
+    capacity_gb = overview["quota"]
 
-    expected = math.ceil(Fraction(overview["totalAllocation"]) * 5 / 4 / 1000) * 1000
+    expected = math.ceil(allocation_gb * 5 / 4 / 1000) * 1000
 
-    assert overview["totalCapacity"] == expected
-    assert overview["totalCapacity"] % 1000 == 0
+    assert capacity_gb == expected
+    assert capacity_gb % 1000 == 0
+    assert overview["totalCapacity"] == capacity_gb * 10**6
     assert overview["totalCapacity"] >= 1.25 * overview["totalAllocation"]
 
 
@@ -110,7 +114,7 @@ def test_a_configured_tenant_capacity_is_sent_as_capacity_and_quota() -> None:
     with Simulator(USERS, tenant_capacity_gb=123_456.5) as simulator:
         data = get(simulator, OVERVIEW_PATH).json()["data"]
 
-    assert data["totalCapacity"] == 123_456.5
+    assert data["totalCapacity"] == 123_456.5 * 10**6
     assert data["quota"] == 123_456.5
 
 
@@ -406,9 +410,9 @@ def test_allocation_is_department_and_group_capacity_added_up(sim: Simulator) ->
     )
     from_users = sum(positive(user["quota"]) for user in USERS) / 1e9
 
-    assert served == overview["totalAllocation"]
+    assert served * 10**6 == overview["totalAllocation"]
     assert overview["totalAllocation"] == pytest.approx(
-        from_users + sum(row["capacity"] for row in groups), rel=1e-12
+        (from_users + sum(row["capacity"] for row in groups)) * 10**6, rel=1e-12
     )
 
 
@@ -491,8 +495,8 @@ def test_odd_values_hold_no_space_but_their_users_still_count() -> None:
     assert department["capacity"] == 3.0
     assert department["spaceUsed"] == 1.5005
     assert simulator.overview() == {
-        "totalAllocation": 3.0,
-        "totalCapacity": 1000.0,
+        "totalAllocation": 3e6,
+        "totalCapacity": 1e9,
         "totalUsed": 1.5005,
         "quota": 1000.0,
     }

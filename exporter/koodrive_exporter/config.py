@@ -38,12 +38,12 @@ UNIT_FACTORS: dict[str, int] = {
 UNIT_NAMES = "bytes, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
 
 # Units of the neighbouring space APIs. Where KooDrive documents a unit it is
-# the default (overview: totalUsed in KB, quota in GB); the rest follow the
-# only worked example, which reads as usage in KB against capacities in GB.
+# the default (overview: totals in KB, quota in GB); the departments' and team
+# spaces' follow the only worked example: usage in KB against capacity in GB.
 SPACE_UNIT_DEFAULTS: dict[str, dict[str, str]] = {
     "overview": {
-        "totalCapacity": "GB",
-        "totalAllocation": "GB",
+        "totalCapacity": "KB",
+        "totalAllocation": "KB",
         "totalUsed": "KB",
         "quota": "GB",
     },

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         args.used_unit,
         args.departments,
         args.groups,
-        simulator.overview()["totalCapacity"],
+        simulator.overview()["quota"],
     )
     try:
         while not stop.wait(1.0):

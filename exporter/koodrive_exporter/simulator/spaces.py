@@ -2,7 +2,8 @@
 
 Beside the per-user listing, KooDrive reports space per department, per group
 (team space) and for the whole tenant, each in the unit its reference page
-gives: capacities and quotas in GB (10^9 bytes), usage in KB (10^3 bytes).
+gives: department and team-space capacities in GB (10^9 bytes), their usage in
+KB (10^3 bytes), and the tenant's totals in KB with its quota in GB.
 The simulator derives all three from the users it serves, so they agree the
 way a real tenant's numbers do:
 
@@ -11,9 +12,10 @@ way a real tenant's numbers do:
 - a department's `capacity` is its members' positive quotas in GB, its
   `spaceUsed` their usage in KB, its `userNum` the number of members;
 - the tenant's `totalUsed` is the departments' `spaceUsed` added in listing
-  order, and its `totalAllocation` the departments' `capacity` added in
-  listing order plus the groups' `capacity` added in listing order, so a
-  client adding the served numbers up the same way gets the very same floats.
+  order, and its `totalAllocation` (in KB) the departments' `capacity` added
+  in listing order plus the groups' `capacity` added in listing order, times
+  10^6, so a client adding the served numbers up the same way gets the very
+  same floats.
 
 Groups do not depend on the users: they come from a seed alone.
 """
@@ -229,9 +231,10 @@ class TenantSpaces:
         if tenant_capacity_gb is None:
             tenant_capacity_gb = default_tenant_capacity_gb(allocation_gb)
         self.tenant_capacity_gb = float(tenant_capacity_gb)
+        # The overview reports its totals in KB, only its quota in GB.
         self.overview: dict[str, float] = {
-            "totalAllocation": float(allocation_gb),
-            "totalCapacity": self.tenant_capacity_gb,
+            "totalAllocation": float(allocation_gb) * KB_PER_GB,
+            "totalCapacity": self.tenant_capacity_gb * KB_PER_GB,
             "totalUsed": float(sum(row["spaceUsed"] for row in self.departments)),
             "quota": self.tenant_capacity_gb,
         }
