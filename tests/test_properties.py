@@ -213,8 +213,15 @@ def refresh_against(
     auth = TokenAuth(CALLER, EnvSecret(TOKEN_ENV, {TOKEN_ENV: TOKEN}), "Bearer ")
     sleeps: list[float] = []
     with requests.Session() as session:
+        # A fixed jitter keeps the global random state out of the examples.
         client = KooDriveClient(
-            parsed.koodrive, session, auth, stats, sleep=sleeps.append
+            parsed.koodrive,
+            session,
+            auth,
+            stats,
+            sleep=sleeps.append,
+            jitter=lambda: 0.5,
+            trace_ids=lambda: "0" * 58,
         )
         refresher = Refresher([users_source(client.list_users)], parsed.refresh, stats)
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
