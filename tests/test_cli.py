@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -26,10 +27,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
     """Run the exporter to completion and capture its output."""
     return subprocess.run(
-        [*EXPORTER, *args], capture_output=True, text=True, timeout=60, check=False
+        [*EXPORTER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **environ},
     )
 
 
@@ -64,10 +70,25 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
         encoding="utf-8",
     )
 
-    result = run("--config.check", "--config.file", str(config))
+    result = run(
+        "--config.check", "--config.file", str(config), KOODRIVE_TOKEN="a-token"
+    )
+    unreadable = run("--config.check", "--config.file", str(config), KOODRIVE_TOKEN="")
+    no_collector = run(
+        "--config.check",
+        "--config.file",
+        str(config),
+        "--no-collector.users",
+        KOODRIVE_TOKEN="a-token",
+    )
 
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
+    assert unreadable.returncode == 1
+    assert "koodrive.auth" in unreadable.stderr
+    assert "KOODRIVE_TOKEN" in unreadable.stderr
+    assert no_collector.returncode == 1
+    assert "collectors" in no_collector.stderr
 
 
 def test_config_check_names_every_bad_key_and_exits_1(tmp_path: Path) -> None:

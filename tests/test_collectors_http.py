@@ -139,7 +139,7 @@ def test_space_units_are_configurable_per_field(
     samples = scrape(base + "/metrics")
 
     assert samples["koodrive_tenant_used_bytes"] == pytest.approx(
-        simulator.overview()["totalUsed"] * 1024
+        simulator.overview()["totalUsed"] * 1024, abs=0.5
     )
 
 

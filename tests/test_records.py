@@ -570,3 +570,13 @@ def test_row_that_is_not_an_object_is_reported(row: object) -> None:
     assert len(errors) == 1
     assert errors[0].field == "row"
     assert type(row).__name__ in errors[0].reason
+
+
+def test_converted_sizes_are_whole_bytes_without_float_noise() -> None:
+    record, _ = RecordParser(1000, 1000, timezone.utc).parse(
+        {"userId": "u", "quota": "2118997.05", "used": 2118997.05}
+    )
+
+    assert record is not None
+    assert record.used_bytes == 2118997050.0
+    assert record.quota_bytes == record.used_bytes

@@ -122,3 +122,35 @@ def test_sighup_reloads_the_config_file(
         process.terminate()
         process.communicate(timeout=20)
     assert process.returncode == 0
+
+
+def test_a_reload_reaches_the_metrics_without_waiting_for_the_interval(
+    simulator: Simulator, token_file: Path, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "config.yml"
+    write_config(config_file, simulator.url, token_file, 4)
+    slow = config_file.read_text(encoding="utf-8").replace(
+        "min_interval_seconds: 0", "min_interval_seconds: 3600"
+    )
+    config_file.write_text(slow, encoding="utf-8")
+    exporter = build_exporter(
+        make_settings(
+            simulator.url, token_file, refresh={"min_interval_seconds": 3600}
+        ),
+        "127.0.0.1",
+        0,
+        config_file=config_file,
+        enable_lifecycle=True,
+    )
+    exporter.start()
+    base = f"http://127.0.0.1:{exporter.server.port}"
+    try:
+        assert users_exported(base) == 25.0
+
+        assert requests.post(base + "/-/reload", timeout=10).status_code == 200
+        deadline = time.monotonic() + 10
+        while users_exported(base) != 4.0:
+            assert time.monotonic() < deadline, "reloaded settings never showed"
+            time.sleep(0.05)
+    finally:
+        exporter.stop()

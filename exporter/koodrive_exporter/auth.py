@@ -132,6 +132,9 @@ class KooDriveAuth(AuthBase):
         """Re-read the credential after a 401; True when it changed."""
         return False
 
+    def check(self) -> None:
+        """Read the credential once; raise CredentialError if it cannot be read."""
+
 
 class TokenAuth(KooDriveAuth):
     """`Authorization: <prefix><token>`; the prefix varies between KooDrive pages."""
@@ -152,6 +155,10 @@ class TokenAuth(KooDriveAuth):
     def renew(self) -> bool:
         """Re-read the token source."""
         return self._token.reload()
+
+    def check(self) -> None:
+        """Read the token once."""
+        self._token.read()
 
 
 class AppAuth(KooDriveAuth):
@@ -186,6 +193,10 @@ class AppAuth(KooDriveAuth):
     def renew(self) -> bool:
         """Re-read the app secret."""
         return self._secret.reload()
+
+    def check(self) -> None:
+        """Read the app secret once."""
+        self._secret.read()
 
 
 def build_auth(

@@ -20,7 +20,7 @@ from .client import KooDriveClient
 from .collectors import Source, build_sources
 from .config import COLLECTORS
 from .demo import start_demo
-from .errors import ConfigError
+from .errors import ConfigError, CredentialError
 from .exposition import ExporterInfoCollector, exposition_of, render
 from .refresh import Refresher
 from .server import ExporterServer, LandingInfo, TenantInfo, WebApp
@@ -69,13 +69,13 @@ class Exporter:
             raise ConfigError([("config.file", "no configuration file to reload")])
         try:
             settings = config.load_file(self.config_file)
+            settings = settings.with_collectors(self.collector_flags)
         except ConfigError as exc:
             log.error(
                 "configuration reload failed, keeping the running one",
                 extra={"fields": {"problems": _problems(exc)}},
             )
             raise
-        settings = settings.with_collectors(self.collector_flags)
         wanted = _tenant_settings(settings)
         tenants: dict[str, Tenant] = {}
         for name, tenant_settings in wanted.items():
@@ -89,6 +89,8 @@ class Exporter:
             existing.refresher.reconfigure(sources, settings.refresh)
             existing.session.close()
             tenants[name] = Tenant(existing.refresher, session)
+            # New settings show in the metrics now, not after the interval.
+            _start_refreshing(existing.refresher, restart=False)
         for name, tenant in self.tenants.items():
             if name not in wanted:
                 tenant.refresher.stop()
@@ -185,8 +187,8 @@ def _make_sources(
     return build_sources(client, settings.collectors), session
 
 
-def _start_refreshing(refresher: Refresher) -> None:
-    if refresher.background:
+def _start_refreshing(refresher: Refresher, *, restart: bool = True) -> None:
+    if refresher.background and restart:
         refresher.start_background()
     else:
         refresher.trigger()
@@ -318,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     if args.config_check:
-        return _check_config(args.config_file, args.web_config_file)
+        return _check_config(args)
 
     try:
         host, port = _listen_address(args)
@@ -429,21 +431,40 @@ def _run_until_signalled(exporter: Exporter, telemetry_path: str) -> None:
     exporter.stop()
 
 
-def _check_config(path: str, web_config_file: str | None) -> int:
+def _check_config(args: argparse.Namespace) -> int:
     try:
-        settings = config.load_file(path)
-        if web_config_file:
-            WebGuard(Path(web_config_file))
+        settings = config.load_file(args.config_file)
+        settings = settings.with_collectors(_collector_flags(args))
+        if args.web_config_file:
+            WebGuard(Path(args.web_config_file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     tenants = _tenant_settings(settings)
+    unreadable = _unreadable_credentials(tenants)
+    if unreadable:
+        print(ConfigError(unreadable), file=sys.stderr)
+        return 1
     kinds = ", ".join(sorted({tenant.auth.kind for tenant in tenants.values()}))
     print(
-        f"{path}: configuration is valid ({len(tenants)} tenant(s), "
+        f"{args.config_file}: configuration is valid ({len(tenants)} tenant(s), "
         f"{kinds} authentication, collectors: {', '.join(settings.collectors)})"
     )
     return 0
+
+
+def _unreadable_credentials(
+    tenants: dict[str, config.KooDriveSettings],
+) -> list[tuple[str, str]]:
+    """Credentials that cannot be read now: every refresh would fail on them."""
+    problems = []
+    for name, tenant in tenants.items():
+        prefix = f"tenants.{name}.auth" if name else "koodrive.auth"
+        try:
+            build_auth(tenant.auth, tenant.user_id).check()
+        except CredentialError as exc:
+            problems.append((prefix, str(exc)))
+    return problems
 
 
 if __name__ == "__main__":

@@ -162,6 +162,15 @@ class Settings:
         enabled = [
             name for name in COLLECTORS if overrides.get(name, name in self.collectors)
         ]
+        if not enabled:
+            raise ConfigError(
+                [
+                    (
+                        "collectors",
+                        "enable at least one (in the file or --collector.NAME)",
+                    )
+                ]
+            )
         return replace(self, collectors=tuple(enabled))
 
 
@@ -264,8 +273,6 @@ def _parse_collectors(reader: _Reader, section: Mapping[str, Any]) -> tuple[str,
         for name in COLLECTORS
         if reader.boolean(section, f"collectors.{name}", name == "users")
     )
-    if not enabled:
-        reader.problem("collectors", "enable at least one collector")
     return enabled
 
 
@@ -479,6 +486,11 @@ def _parse_refresh(reader: _Reader, section: Mapping[str, Any]) -> RefreshSettin
     timeout = reader.number(section, "refresh.timeout_seconds", 30.0, low=0.1)
     scrape = reader.number(section, "refresh.scrape_timeout_seconds", 10.0, low=0.1)
     margin = reader.number(section, "refresh.scrape_timeout_margin_seconds", 0.5, low=0)
+    if margin >= scrape:
+        reader.problem(
+            "refresh.scrape_timeout_margin_seconds",
+            "must be below refresh.scrape_timeout_seconds",
+        )
     if mode == "background" and interval <= 0:
         reader.problem(
             "refresh.min_interval_seconds", "must be above 0 in background mode"
@@ -541,6 +553,21 @@ def _url_problem(value: str, *, allow_http: bool) -> str | None:
     return None
 
 
+def _kind(value: object) -> str:
+    """A YAML-level name for a value's type, for error messages."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
 class _Reader:
     """Reads typed values out of nested mappings, collecting problems by key path."""
 
@@ -594,7 +621,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {type(value).__name__}")
+            self.problem(key, f"must be a string, got {_kind(value)}")
             return default
         return value
 
@@ -650,7 +677,7 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.problem(key, f"must be a number, got {type(value).__name__}")
+            self.problem(key, f"must be a number, got {_kind(value)}")
             return default
         try:
             finite = math.isfinite(value)
@@ -674,7 +701,7 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(key, f"must be a whole number, got {type(value).__name__}")
+            self.problem(key, f"must be a whole number, got {_kind(value)}")
             return default
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
@@ -747,7 +774,10 @@ class _Reader:
     ) -> str | None:
         value = self.string(section, key, None)
         if value is None:
-            self.problem(key, "required, e.g. https://intl.myhuaweicloud-koodrive.com")
+            if self._raw(section, key) is None:
+                self.problem(
+                    key, "required, e.g. https://intl.myhuaweicloud-koodrive.com"
+                )
             return None
         problem = _url_problem(value.strip(), allow_http=allow_http)
         if problem:

@@ -92,7 +92,7 @@ class StatusCollector(Collector):
         status = self._status
         yield _gauge(
             "koodrive_up",
-            "1 when the last refresh from the KooDrive API succeeded, else 0.",
+            "1 when the last refresh succeeded for every enabled collector, else 0.",
             1.0 if status.up else 0.0,
         )
         yield _gauge("koodrive_users", "Users in the served snapshot.", status.users)
@@ -164,7 +164,11 @@ class OverviewCollector(Collector):
             "allocated_bytes",
         ),
         ("koodrive_tenant_used_bytes", "Space used in the tenant.", "used_bytes"),
-        ("koodrive_tenant_quota_bytes", "The tenant's purchased quota.", "quota_bytes"),
+        (
+            "koodrive_tenant_quota_bytes",
+            "The tenant's quota as the overview API reports it.",
+            "quota_bytes",
+        ),
     )
 
     def __init__(self, overview: TenantOverview) -> None:

@@ -155,7 +155,10 @@ def scaled(number: float, factor: float) -> float:
     product = number * factor
     if not math.isfinite(product):
         raise ValueError("size beyond the range of a float once in bytes")
-    return product
+    # Converted sizes are whole bytes; rounding removes float noise such as
+    # 2118997.05 KB -> 2118997049.9999998, which could keep a user exactly at
+    # quota just below a ratio of 1.
+    return float(round(product)) if factor != 1 else product
 
 
 def read_quota(value: object, factor: float) -> float | None:

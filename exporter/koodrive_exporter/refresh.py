@@ -80,6 +80,7 @@ class Refresher:
         self._stop = threading.Event()
         self._background: threading.Thread | None = None
         self._failing = False
+        self._force = False
 
     @property
     def stats(self) -> ApiStats:
@@ -141,6 +142,7 @@ class Refresher:
                 done.set()
                 return done
             self._inflight = done
+            self._force = False
         thread = threading.Thread(
             target=self._run, args=(done,), name="koodrive-refresh", daemon=True
         )
@@ -165,6 +167,7 @@ class Refresher:
         was_background = self.background
         self._sources = tuple(sources)
         self._settings = settings
+        self._force = True
         if self.background and not was_background:
             self._stop.clear()
             self.start_background()
@@ -343,7 +346,7 @@ class Refresher:
 
     def _due(self) -> bool:
         state = self._state
-        if state is None:
+        if state is None or self._force:
             return True
         age = self._monotonic() - state.attempted_at
         return age >= self._settings.min_interval_seconds
