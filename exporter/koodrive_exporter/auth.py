@@ -85,6 +85,7 @@ class FileSecret(SecretSource):
             raise CredentialError(self.description, reason) from None
         if not value:
             raise CredentialError(self.description, "the file is empty")
+        _check_printable(value, self.description)
         register_secret(value)
         return value
 
@@ -102,6 +103,7 @@ class EnvSecret(SecretSource):
         value = self._environ.get(self.name, "").strip()
         if not value:
             raise CredentialError(self.description, "unset or empty")
+        _check_printable(value, self.description)
         register_secret(value)
         return value
 
@@ -208,6 +210,13 @@ def build_auth(
         return AppAuth(user_id, settings.app_id, secret, clock)
     token = _source(settings.token_file, settings.token_env)
     return TokenAuth(user_id, token, settings.token_prefix, clock)
+
+
+def _check_printable(value: str, source: str) -> None:
+    # A line break or control character cannot go into a header, and the
+    # error that would raise later quotes the header, secret included.
+    if not value.isprintable() or not value.isascii():
+        raise CredentialError(source, "holds line breaks or other non-printable text")
 
 
 def _source(path: Path | None, env: str | None) -> SecretSource:

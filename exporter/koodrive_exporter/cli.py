@@ -7,6 +7,7 @@ import logging
 import queue
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .collectors import Source, build_sources
 from .config import COLLECTORS
 from .demo import start_demo
 from .errors import ConfigError, CredentialError
-from .exposition import ExporterInfoCollector, exposition_of, render
+from .exposition import ExporterInfoCollector, Exposition, exposition_of, render
 from .refresh import Refresher
 from .server import ExporterServer, LandingInfo, TenantInfo, WebApp
 from .stats import ApiStats
@@ -51,6 +52,7 @@ class Exporter:
     tenants: dict[str, Tenant]
     config_file: Path | None = None
     collector_flags: dict[str, bool] = field(default_factory=dict)
+    _reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def refresher(self) -> Refresher:
@@ -65,6 +67,11 @@ class Exporter:
 
     def reload(self) -> None:
         """Re-read the configuration file; on any error keep the running one."""
+        # SIGHUP and POST /-/reload may arrive together; one at a time.
+        with self._reloading:
+            self._reload()
+
+    def _reload(self) -> None:
         if self.config_file is None:
             raise ConfigError([("config.file", "no configuration file to reload")])
         try:
@@ -96,15 +103,22 @@ class Exporter:
                 tenant.refresher.stop()
                 tenant.session.close()
         self.tenants, self.settings = tenants, settings
-        self.app.refreshers = {name: t.refresher for name, t in tenants.items()}
-        self.app.landing = _landing(settings)
+        self.app.configure(
+            {name: t.refresher for name, t in tenants.items()},
+            _landing(settings),
+            settings.refresh,
+            _own_metrics(settings),
+        )
         log.info("configuration reloaded", extra={"fields": {"file": self.config_file}})
 
     def stop(self) -> None:
         """Stop serving and refreshing, and close the API sessions."""
         self.server.stop()
+        # Ask every refresher first, so their waits overlap instead of adding up.
         for tenant in self.tenants.values():
-            tenant.refresher.stop()
+            tenant.refresher.stop(timeout=0)
+        for tenant in self.tenants.values():
+            tenant.refresher.stop(timeout=1.0)
             tenant.session.close()
 
 
@@ -133,9 +147,6 @@ def build_exporter(
         assert exporter is not None
         exporter.reload()
 
-    own_metrics = exposition_of(
-        (render(ExporterInfoCollector(__version__, len(settings.tenants))),)
-    )
     app = WebApp(
         {name: tenant.refresher for name, tenant in tenants.items()},
         _landing(settings),
@@ -143,7 +154,7 @@ def build_exporter(
         scrape_timeout_seconds=settings.refresh.scrape_timeout_seconds,
         scrape_timeout_margin_seconds=settings.refresh.scrape_timeout_margin_seconds,
         reload=reload if enable_lifecycle else None,
-        own_metrics=own_metrics,
+        own_metrics=_own_metrics(settings),
     )
     server = ExporterServer(app, host, port, guard)
     exporter = Exporter(
@@ -155,6 +166,11 @@ def build_exporter(
         collector_flags=collector_flags,
     )
     return exporter
+
+
+def _own_metrics(settings: config.Settings) -> Exposition:
+    collector = ExporterInfoCollector(__version__, len(settings.tenants))
+    return exposition_of((render(collector),))
 
 
 def _tenant_settings(settings: config.Settings) -> dict[str, config.KooDriveSettings]:
@@ -212,6 +228,17 @@ def _landing(settings: config.Settings) -> LandingInfo:
 
 def _problems(error: ConfigError) -> str:
     return "; ".join(f"{key}: {message}" for key, message in error.problems)
+
+
+def _count(text: str) -> int:
+    """A whole number from 1 to 1,000,000, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be from 1 to 1000000")
+    return value
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -296,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo.users",
         dest="demo_users",
-        type=int,
+        type=_count,
         default=200,
         help="users the demo's simulator generates (default: %(default)s)",
     )
@@ -388,7 +415,8 @@ def _optional_path(value: str | None) -> Path | None:
 
 def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
     path = args.telemetry_path
-    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready", "/-/reload"):
+    taken = ("/", "/probe", "/-/healthy", "/-/ready", "/-/reload")
+    if not path.startswith("/") or path in taken:
         raise ValueError(f"--web.telemetry-path must be a path of its own: {path!r}")
     default = DEMO_LISTEN if args.demo else DEFAULT_LISTEN
     try:

@@ -12,7 +12,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -20,11 +20,14 @@ from functools import partial
 from typing import Any
 
 import requests
+from urllib3.exceptions import DecodeError, HTTPError, ProtocolError, ReadTimeoutError
 
 from .auth import KooDriveAuth
 from .config import MAX_USER_IDS_PER_REQUEST, KooDriveSettings
 from .errors import ApiError, CredentialError, DeadlineExceededError, RefreshError
+from .logs import redact
 from .records import (
+    OVERVIEW_FIELDS,
     FieldError,
     RecordParser,
     SpaceParser,
@@ -57,6 +60,9 @@ DEPARTMENTS = Endpoint(
 )
 GROUPS = Endpoint("groups", "GET", "/koodrive/ose/v1/space/groupList", "groups")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A page of 100 users is some tens of KB; anything near this is not a page.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 256 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +237,10 @@ class KooDriveClient:
     def get_overview(self, deadline: float) -> tuple[TenantOverview, list[FieldError]]:
         """Fetch the tenant's totals."""
         document = self._request(OVERVIEW, {}, 1, deadline)
+        data = document.get("data", document)
+        if not isinstance(data, dict) or not OVERVIEW_FIELDS.keys() & data.keys():
+            # A body of the wrong shape is a failure, not a tenant with no totals.
+            raise RefreshError("bad_response", "overview has no totals")
         return read_overview(document, self._factors("overview"))
 
     def _factors(self, collector: str) -> dict[str, float]:
@@ -274,31 +284,49 @@ class KooDriveClient:
 
         # The first page tells how many remain; its size is the server's real
         # page size, which may be below the limit asked for.
-        pages = -(-first.total // stride)
-        if pages > self._settings.max_pages:
-            raise RefreshError(
-                "too_many_pages",
-                f"total={first.total} needs more than "
-                f"koodrive.max_pages={self._settings.max_pages}",
-            )
-        offsets = range(stride, first.total, stride)
+        self._check_page_count(first.total, stride)
+        # The second page is fetched alone: a server that ignores `offset`
+        # shows it there, before a request goes out for every page it claims.
+        last = first
+        first_parallel = stride
+        if first.total > stride:
+            last = fetch_at(stride, 2)
+            new = last.count_new(seen)
+            yield last
+            if last.size != stride or new == 0:
+                yield from self._walk(
+                    fetch_at, after=last, offset=stride + last.size, new=new, seen=seen
+                )
+                return
+            first_parallel = 2 * stride
+        total = last.total if last.total is not None else first.total
+        self._check_page_count(total, stride)
+        offsets = range(first_parallel, total, stride)
+        start = first_parallel // stride + 1
         tasks = [
             partial(fetch_at, offset, number)
-            for number, offset in enumerate(offsets, start=2)
+            for number, offset in enumerate(offsets, start=start)
         ]
-        last = first
         for page in self._in_parallel(tasks):
             new = page.count_new(seen)
             last = page
             yield page
-        if last.size == stride and last.total and last.total > first.total:
+        if last.size == stride and last.total and last.total > total:
             # The listing grew while it was read: finish it page by page.
-            offset = stride * (1 + len(offsets))
+            offset = first_parallel + stride * len(offsets)
             yield from self._walk(
                 fetch_at, after=last, offset=offset, new=new, seen=seen
             )
         else:
-            _warn_if_short(len(seen), first.total, last.number)
+            _warn_if_short(len(seen), total, last.number)
+
+    def _check_page_count(self, total: int, stride: int) -> None:
+        if -(-total // stride) > self._settings.max_pages:
+            raise RefreshError(
+                "too_many_pages",
+                f"total={total} needs more than "
+                f"koodrive.max_pages={self._settings.max_pages}",
+            )
 
     def _walk(
         self,
@@ -419,6 +447,7 @@ class KooDriveClient:
             timeout=timeout,
             verify=self._verify(),
             allow_redirects=False,
+            stream=True,
             **options,
         )
 
@@ -439,25 +468,52 @@ class KooDriveClient:
         started = self._monotonic()
         try:
             response = self._send(endpoint, arguments, trace_id, timeout)
+            with response:
+                body = self._read_body(response, deadline)
         except CredentialError as exc:
             raise RefreshError("credentials", str(exc), trace_id=trace_id) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, HTTPError, RefreshError) as exc:
             outcome, error, transient = _transport_error(exc, timeout)
             self._count(outcome, number, trace_id, started)
             error.trace_id, error.page = trace_id, number
             if transient:
                 raise _TransientError(error) from None
             raise error from None
+        except ValueError:
+            # http.client refuses header values it cannot send; its message
+            # quotes the header, so only the fact is reported.
+            error = RefreshError("credentials", "a header value cannot be sent")
+            raise error from None
 
-        with response:
-            try:
-                document = _decode(response, endpoint, number)
-            except RefreshError as error:
-                error.trace_id = trace_id
-                self._count(error.reason, number, trace_id, started)
-                raise
+        try:
+            document = _decode(response.status_code, response.headers, body, endpoint)
+        except RefreshError as error:
+            error.trace_id, error.page = trace_id, number
+            self._count(error.reason, number, trace_id, started)
+            raise
         self._count("success", number, trace_id, started)
         return document
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        """The whole body, unless the deadline passes or it grows too large.
+
+        Request timeouts bound each read, not the whole body: a server that
+        sends a byte at a time would otherwise hold a refresh for ever.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise RefreshError("bad_response", f"body over {MAX_BODY_BYTES} bytes")
+            if self._monotonic() > deadline:
+                raise RefreshError(
+                    "timeout", "body not complete by the refresh deadline"
+                )
+            chunks.append(chunk)
 
     def _backoff_or_raise(
         self, error: RefreshError, retryable: bool, attempt: int, deadline: float
@@ -536,68 +592,81 @@ class _TransientError(Exception):
         self.error = error
 
 
-def _transport_error(
-    exc: requests.RequestException, timeout: float
-) -> tuple[str, RefreshError, bool]:
+# Transport failures, first match wins: (types, outcome, detail, retry may help).
+# Reading the body goes through urllib3 directly, so its errors come
+# unwrapped; they mean the same as requests' own.
+_TRANSPORT_ERRORS: tuple[tuple[tuple[type[Exception], ...], str, str, bool], ...] = (
+    (
+        (requests.exceptions.SSLError,),
+        "tls",
+        "TLS handshake or certificate check failed",
+        False,
+    ),
+    ((requests.Timeout, ReadTimeoutError), "timeout", "no answer in time", True),
+    (
+        (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            ProtocolError,
+            DecodeError,
+        ),
+        "bad_response",
+        "body cut short",
+        True,
+    ),
+    ((requests.ConnectionError, HTTPError), "connection", "", True),
+)
+
+
+def _transport_error(exc: Exception, timeout: float) -> tuple[str, RefreshError, bool]:
     """The outcome label, the error, and whether retrying may help."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        reason = "TLS handshake or certificate check failed"
-        return "tls", RefreshError("tls", reason), False
-    if isinstance(exc, requests.Timeout):
-        return (
-            "timeout",
-            RefreshError("timeout", f"no answer within {timeout:.1f}s"),
-            True,
-        )
-    cut_short = (
-        requests.exceptions.ChunkedEncodingError,
-        requests.exceptions.ContentDecodingError,
-    )
-    if isinstance(exc, cut_short):
-        return "bad_response", RefreshError("bad_response", "body cut short"), True
-    if isinstance(exc, requests.ConnectionError):
-        return "connection", RefreshError("connection", _connection_reason(exc)), True
+    if isinstance(exc, RefreshError):
+        return exc.reason, exc, exc.reason == "timeout"
+    for types, outcome, detail, transient in _TRANSPORT_ERRORS:
+        if isinstance(exc, types):
+            said = detail or _connection_reason(exc)
+            if outcome == "timeout":
+                said = f"{detail} (timeout {timeout:.1f}s)"
+            return outcome, RefreshError(outcome, said), transient
     return "connection", RefreshError("connection", type(exc).__name__), False
 
 
-def _decode(response: requests.Response, endpoint: Endpoint, number: int) -> dict:
+def _decode(
+    status: int, headers: Mapping[str, str], body: bytes, endpoint: Endpoint
+) -> dict:
     """The JSON document of a successful answer, or the error it carries."""
-    if response.status_code != 200:
-        raise _http_error(response, number)
+    if status != 200:
+        raise _http_error(status, headers, body)
     try:
-        document = json.loads(response.content)
+        document = json.loads(body)
     except (ValueError, RecursionError):
-        raise RefreshError(
-            "bad_response", "body is not valid JSON", page=number
-        ) from None
+        raise RefreshError("bad_response", "body is not valid JSON") from None
     if not isinstance(document, dict) or "code" not in document:
-        raise RefreshError("bad_response", "body has no code field", page=number)
+        raise RefreshError("bad_response", "body has no code field")
     code = document["code"]
     if code not in (0, "0") or isinstance(code, bool):
         raise ApiError(
             "api_error",
-            f"code={code!r} msg={_short(document.get('msg'))}",
-            code=str(code),
-            page=number,
+            f"code={_short(repr(code))} msg={_short(document.get('msg'))}",
+            code=_short(code),
         )
     if endpoint.items_key is not None:
         rows = document.get(endpoint.items_key)
         if rows is not None and not isinstance(rows, list):
             reason = f"{endpoint.items_key} is not a list"
-            raise RefreshError("bad_response", reason, page=number)
-    _read_total(document.get("total"), number)
+            raise RefreshError("bad_response", reason)
+    _read_total(document.get("total"))
     return document
 
 
-def _http_error(response: requests.Response, number: int) -> ApiError:
-    status = response.status_code
+def _http_error(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
     if status == 401:
         reason = "http_401"
     elif status == 429:
         reason = "http_429"
     else:
         reason = f"http_{status // 100}xx"
-    code, message = _error_body(response)
+    code, message = _error_body(body)
     detail = f"status={status}"
     if code is not None:
         detail += f" code={code} msg={message}"
@@ -606,19 +675,18 @@ def _http_error(response: requests.Response, number: int) -> ApiError:
         detail,
         status=status,
         code=code,
-        retry_after=_retry_after(response.headers.get("Retry-After")),
-        page=number,
+        retry_after=_retry_after(headers.get("Retry-After")),
     )
 
 
-def _error_body(response: requests.Response) -> tuple[str | None, str]:
+def _error_body(body: bytes) -> tuple[str | None, str]:
     try:
-        document = json.loads(response.content[:65536])
+        document = json.loads(body[:65536])
     except (ValueError, RecursionError):
         return None, ""
     if not isinstance(document, dict) or "code" not in document:
         return None, ""
-    return str(document["code"]), _short(document.get("msg"))
+    return _short(document["code"]), _short(document.get("msg"))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -635,7 +703,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def _read_total(value: object, number: int) -> int | None:
+def _read_total(value: object, number: int | None = None) -> int | None:
     if value is None:
         return None
     try:
@@ -655,7 +723,7 @@ def _read_total(value: object, number: int) -> int | None:
     return int(total)
 
 
-def _connection_reason(exc: requests.ConnectionError) -> str:
+def _connection_reason(exc: Exception) -> str:
     text = str(exc)
     for marker in ("Connection refused", "Name or service not known", "reset by peer"):
         if marker in text:
@@ -664,7 +732,8 @@ def _connection_reason(exc: requests.ConnectionError) -> str:
 
 
 def _short(value: object) -> str:
-    text = str(value)
+    # Mask before cutting: a cut secret would no longer be recognised.
+    text = redact(str(value))
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -52,6 +52,8 @@ SPACE_UNIT_DEFAULTS: dict[str, dict[str, str]] = {
 }
 
 COLLECTORS = ("users", "overview", "departments", "groups")
+# No duration setting needs more than a week; larger ones overflow timers.
+MAX_SECONDS = 7 * 24 * 3600.0
 REFRESH_MODES = ("on_scrape", "background")
 MAX_PAGE_SIZE = 100
 MAX_USER_IDS_PER_REQUEST = 50
@@ -178,6 +180,8 @@ def load_file(path: str | Path) -> Settings:
     """Read and validate a YAML configuration file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([("config.file", f"{path} is not UTF-8 text")]) from None
     except OSError as exc:
         raise ConfigError(
             [("config.file", f"cannot read {path}: {exc.strerror}")]
@@ -212,6 +216,8 @@ def load_text(text: str) -> Settings:
     """Parse YAML text and validate it."""
     try:
         document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise ConfigError([("config.file", "nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -672,6 +678,7 @@ class _Reader:
         default: float,
         *,
         low: float | None = None,
+        high: float = MAX_SECONDS,
     ) -> float:
         value = self._raw(section, key)
         if value is None:
@@ -683,8 +690,8 @@ class _Reader:
             finite = math.isfinite(value)
         except OverflowError:
             finite = False
-        if not finite or (low is not None and value < low):
-            self.problem(key, f"must be a finite number of at least {low}")
+        if not finite or (low is not None and value < low) or value > high:
+            self.problem(key, f"must be a number from {low} to {high:g}")
             return default
         return float(value)
 

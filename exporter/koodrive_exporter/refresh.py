@@ -189,7 +189,7 @@ class Refresher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.trigger().wait()
+            self.trigger().wait(self._settings.timeout_seconds + 1)
             self._stop.wait(self._settings.min_interval_seconds)
 
     def _run(self, done: threading.Event) -> None:

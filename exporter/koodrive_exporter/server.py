@@ -12,6 +12,7 @@ import logging
 import math
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from requests.structures import CaseInsensitiveDict
+
 from . import __version__
+from .config import RefreshSettings
 from .errors import ExporterError
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .refresh import Refresher
@@ -86,6 +90,20 @@ class WebApp:
         self._scrape_timeout = scrape_timeout_seconds
         self._margin = scrape_timeout_margin_seconds
         self._monotonic = monotonic
+        self._own_metrics = own_metrics
+
+    def configure(
+        self,
+        refreshers: Mapping[str, Refresher],
+        landing: LandingInfo,
+        refresh: RefreshSettings,
+        own_metrics: Exposition,
+    ) -> None:
+        """Take a reloaded configuration: tenants, page, scrape budget."""
+        self.refreshers = refreshers
+        self.landing = landing
+        self._scrape_timeout = refresh.scrape_timeout_seconds
+        self._margin = refresh.scrape_timeout_margin_seconds
         self._own_metrics = own_metrics
 
     @property
@@ -242,6 +260,17 @@ class ExporterServer:
             daemon_threads = True
             allow_reuse_address = True
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that went away (a scrape cancelled at its timeout)
+                # is routine; anything else is logged once, not printed.
+                error = sys.exc_info()[1]
+                if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+                    log.debug(
+                        "client connection dropped", extra={"fields": {"error": error}}
+                    )
+                else:
+                    log.error("connection handling failed", exc_info=True)
+
             def get_request(self) -> tuple[socket.socket, Any]:
                 connection, address = self.socket.accept()
                 context = guard.config.tls
@@ -318,9 +347,8 @@ def _handler_for(app: WebApp, guard: WebGuard) -> type[BaseHTTPRequestHandler]:
         def _answer(self, *, head: bool) -> None:
             try:
                 if guard.authorized(self.headers.get("Authorization")):
-                    response = app.handle(
-                        self.command, self.path, dict(self.headers.items())
-                    )
+                    headers = CaseInsensitiveDict(self.headers.items())
+                    response = app.handle(self.command, self.path, headers)
                 else:
                     response = Response(
                         401,
@@ -382,7 +410,7 @@ def _accepts_gzip(value: str) -> bool:
         name, _, params = part.strip().partition(";")
         if name.strip().lower() != "gzip":
             continue
-        weight = params.strip().removeprefix("q=").strip() if params else "1"
+        weight = params.strip().lower().removeprefix("q=").strip() if params else "1"
         try:
             return float(weight) > 0
         except ValueError:

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import re
 import ssl
 import threading
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ CLIENT_AUTH_TYPES = (
     "VerifyClientCertIfGiven",
     "RequireAndVerifyClientCert",
 )
+_BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 _TLS_KEYS = (
     "cert_file",
     "key_file",
@@ -62,7 +64,7 @@ def parse_web_config(text: str, base: Path) -> WebConfig:
     problems: list[tuple[str, str]] = []
     try:
         document = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         raise ConfigError([("web.config.file", "not valid YAML")]) from None
     if not isinstance(document, dict):
         raise ConfigError([("web.config.file", "must be a mapping")])
@@ -86,10 +88,8 @@ def _parse_users(value: object, problems: list[tuple[str, str]]) -> dict[str, by
     users = {}
     for name, hashed in value.items():
         key = f"basic_auth_users.{name}"
-        if not isinstance(hashed, str) or not hashed.startswith(
-            ("$2a$", "$2b$", "$2y$")
-        ):
-            problems.append((key, "must be a bcrypt hash ($2a$, $2b$ or $2y$)"))
+        if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed):
+            problems.append((key, "must be a whole bcrypt hash ($2a$, $2b$ or $2y$)"))
             continue
         users[str(name)] = hashed.encode("ascii", "replace")
     return users
@@ -193,11 +193,11 @@ class WebGuard:
         users = self.config.users
         if not users:
             return True
-        if not header or not header.startswith("Basic "):
+        if not header or header[:6].lower() != "basic ":
             return False
         try:
             decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):
             return False
         name, sep, password = decoded.partition(":")
         hashed = users.get(name)
@@ -230,17 +230,23 @@ class WebGuard:
             text = self._path.read_text(encoding="utf-8")
             stat = self._path.stat()
         except OSError as exc:
-            raise ConfigError(
-                [("web.config.file", f"cannot read: {exc.strerror}")]
-            ) from None
+            reason = f"cannot read {self._path}: {exc.strerror}"
+            raise ConfigError([("web.config.file", reason)]) from None
+        except UnicodeDecodeError:
+            reason = f"{self._path} is not UTF-8 text"
+            raise ConfigError([("web.config.file", reason)]) from None
         config = parse_web_config(text, self._path.parent)
         self._stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         return config
 
     def _reload(self, stamp: tuple[int, int, int]) -> None:
+        # Called on every accepted connection: it must never raise, or the
+        # server's accept loop would stop.
         try:
             config = self._load()
-        except ConfigError as exc:
+        except Exception as exc:
+            if not isinstance(exc, ConfigError):
+                exc = ConfigError([("web.config.file", type(exc).__name__)])
             self._stamp = stamp
             log.error(
                 "web config rejected, keeping the previous one",
