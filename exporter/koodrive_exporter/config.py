@@ -772,7 +772,8 @@ class _Reader:
     def env_name(self, section: Mapping[str, Any], key: str) -> str | None:
         value = self.string(section, key, None)
         if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            self.problem(key, f"not a valid environment variable name: {value!r}")
+            # The value is not echoed: a token pasted here by mistake would leak.
+            self.problem(key, "not a valid environment variable name")
             return None
         return value
 
