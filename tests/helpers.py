@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from koodrive_exporter import config
+from koodrive_exporter.simulator.tenant import generate_users
 
 CALLER_ID = "1505084218764547200"
 
@@ -78,3 +81,16 @@ class StaticSecret:
     def reload(self) -> bool:
         """Nothing to reload."""
         return False
+
+
+# The simulator tests' shared case: a fixed moment, tenant and credentials.
+SIM_NOW = datetime(2025, 11, 12, 8, 0, 0, tzinfo=timezone.utc)
+SIM_TOKEN = "c69b0f40334782d560bb154032cf22ef43d671843c4ffbad"
+SIM_APP_ID = "exporter-app"
+SIM_APP_SECRET = "app-secret-for-tests"
+
+
+@functools.cache
+def sim_users() -> tuple[dict, ...]:
+    """250 generated users at SIM_NOW, the same in every simulator test."""
+    return tuple(generate_users(250, seed=7, now=SIM_NOW))

@@ -11,7 +11,8 @@ from pathlib import Path
 import requests
 
 from helpers import CALLER_ID, make_settings, parse_samples
-from koodrive_exporter.cli import build_exporter
+from koodrive_exporter.cli import Exporter, build_exporter
+from koodrive_exporter.config import Settings
 from koodrive_exporter.simulator.app import Simulator
 
 
@@ -26,6 +27,15 @@ def write_config(path: Path, url: str, token_file: Path, max_users: int) -> None
     )
 
 
+def start_with_lifecycle(settings: Settings, config_file: Path) -> tuple[Exporter, str]:
+    """An exporter that may be reloaded over HTTP, started, with its base URL."""
+    exporter = build_exporter(
+        settings, "127.0.0.1", 0, config_file=config_file, enable_lifecycle=True
+    )
+    exporter.start()
+    return exporter, f"http://127.0.0.1:{exporter.server.port}"
+
+
 def users_exported(base: str) -> float:
     text = requests.get(base + "/metrics", timeout=10).text
     return parse_samples(text)["koodrive_users"]
@@ -36,18 +46,13 @@ def test_post_reload_applies_a_new_config_and_refuses_a_bad_one(
 ) -> None:
     config_file = tmp_path / "config.yml"
     write_config(config_file, simulator.url, token_file, 5)
-    exporter = build_exporter(
+    exporter, base = start_with_lifecycle(
         make_settings(
             simulator.url,
             token_file,
         ),
-        "127.0.0.1",
-        0,
-        config_file=config_file,
-        enable_lifecycle=True,
+        config_file,
     )
-    exporter.start()
-    base = f"http://127.0.0.1:{exporter.server.port}"
     try:
         assert users_exported(base) == 25.0
 
@@ -133,17 +138,12 @@ def test_a_reload_reaches_the_metrics_without_waiting_for_the_interval(
         "min_interval_seconds: 0", "min_interval_seconds: 3600"
     )
     config_file.write_text(slow, encoding="utf-8")
-    exporter = build_exporter(
+    exporter, base = start_with_lifecycle(
         make_settings(
             simulator.url, token_file, refresh={"min_interval_seconds": 3600}
         ),
-        "127.0.0.1",
-        0,
-        config_file=config_file,
-        enable_lifecycle=True,
+        config_file,
     )
-    exporter.start()
-    base = f"http://127.0.0.1:{exporter.server.port}"
     try:
         assert users_exported(base) == 25.0
 

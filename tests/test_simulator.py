@@ -22,6 +22,7 @@ import requests
 import yaml
 
 import koodrive_exporter
+from helpers import SIM_APP_ID, SIM_APP_SECRET, SIM_NOW, SIM_TOKEN, sim_users
 from koodrive_exporter import signing
 from koodrive_exporter.simulator import (
     API_PATH,
@@ -38,11 +39,11 @@ from koodrive_exporter.simulator import (
 from koodrive_exporter.simulator.cli import main, parse_listen
 from koodrive_exporter.simulator.tenant import UNLIMITED_QUOTAS
 
-NOW = datetime(2025, 11, 12, 8, 0, 0, tzinfo=timezone.utc)
-USERS = generate_users(250, seed=7, now=NOW)
-TOKEN = "c69b0f40334782d560bb154032cf22ef43d671843c4ffbad"
-APP_ID = "exporter-app"
-APP_SECRET = "app-secret-for-tests"
+NOW = SIM_NOW
+USERS = list(sim_users())
+TOKEN = SIM_TOKEN
+APP_ID = SIM_APP_ID
+APP_SECRET = SIM_APP_SECRET
 ISO_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 

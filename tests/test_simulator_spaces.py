@@ -10,7 +10,6 @@ import math
 import time
 import zlib
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
+from helpers import SIM_APP_ID, SIM_APP_SECRET, SIM_NOW, SIM_TOKEN, sim_users
 from koodrive_exporter import signing
 from koodrive_exporter.simulator import (
     API_PATH,
@@ -32,11 +32,11 @@ from koodrive_exporter.simulator import (
 from koodrive_exporter.simulator.cli import build_parser
 from koodrive_exporter.simulator.spaces import size_in_bytes
 
-NOW = datetime(2025, 11, 12, 8, 0, 0, tzinfo=timezone.utc)
-USERS = generate_users(250, seed=7, now=NOW)
-TOKEN = "c69b0f40334782d560bb154032cf22ef43d671843c4ffbad"
-APP_ID = "exporter-app"
-APP_SECRET = "app-secret-for-tests"
+NOW = SIM_NOW
+USERS = list(sim_users())
+TOKEN = SIM_TOKEN
+APP_ID = SIM_APP_ID
+APP_SECRET = SIM_APP_SECRET
 MANDATORY = {"X-User-Id": "1505084218764547200", "X-Date": "20251112T080000Z"}
 
 DEPARTMENT_FIELDS = ["id", "name", "status", "capacity", "spaceUsed", "userNum"]
