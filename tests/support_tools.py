@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -280,3 +282,14 @@ def markdown_anchors(path: Path = OPERATIONS_DOC) -> set[str]:
         elif not in_code and line.startswith("#"):
             anchors.add(github_anchor(line.lstrip("#")))
     return anchors
+
+
+def generator_is_current(script: Path) -> subprocess.CompletedProcess[str]:
+    """Run a generator script with `--check`, which fails if its output drifted."""
+    return subprocess.run(
+        [sys.executable, str(script), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from support_tools import (
     PROMETHEUS_DIR,
     REPO,
     dashboard_queries,
+    generator_is_current,
     iter_rules,
     known_metrics,
     label_values_query,
@@ -145,13 +145,7 @@ def alert_threshold(alert: str, pattern: str) -> float:
 
 
 def test_dashboards_match_their_generator() -> None:
-    result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = generator_is_current(GENERATOR)
     assert result.returncode == 0, result.stderr
 
 

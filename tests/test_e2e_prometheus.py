@@ -538,15 +538,20 @@ def start_prometheus(
     return prometheus
 
 
-def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None:
+def prepare(tmp_path: Path) -> tuple[str, Any, str, Path, Path]:
+    """The programs an end-to-end test needs, a token file and the test rules."""
     prometheus_program = require_tool("prometheus")
     simulator_app = require_module("koodrive_exporter.simulator.app")
     exporter = exporter_command()
-
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     rules = tmp_path / "rules.yml"
     write_test_rules(rules)
+    return prometheus_program, simulator_app, exporter, token_file, rules
+
+
+def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None:
+    prometheus_program, simulator_app, exporter, token_file, rules = prepare(tmp_path)
     exporter_port = free_port()
     prometheus_port = free_port()
     prometheus_config = tmp_path / "prometheus.yml"
@@ -661,14 +666,7 @@ def test_alerts_and_dashboards_against_a_real_prometheus(tmp_path: Path) -> None
 
 
 def test_two_tenants_scraped_through_probe(tmp_path: Path) -> None:
-    prometheus_program = require_tool("prometheus")
-    simulator_app = require_module("koodrive_exporter.simulator.app")
-    exporter = exporter_command()
-
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    rules = tmp_path / "rules.yml"
-    write_test_rules(rules)
+    prometheus_program, simulator_app, exporter, token_file, rules = prepare(tmp_path)
     exporter_port = free_port()
     exporter_address = f"127.0.0.1:{exporter_port}"
     simulators = tenant_simulators(simulator_app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from support_tools import (
     KUBERNETES_DIR,
     REPO,
     RULES_FILE,
+    generator_is_current,
     load_rule_groups,
     parse_duration,
     require_module,
@@ -192,13 +192,7 @@ def test_prometheusrule_carries_exactly_the_groups_of_rules_yml() -> None:
 
 
 def test_prometheusrule_file_is_what_the_generator_writes() -> None:
-    result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = generator_is_current(GENERATOR)
     assert result.returncode == 0, result.stderr
 
 
